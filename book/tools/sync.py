@@ -98,9 +98,15 @@ def problems(nb_path: Path, fix: bool) -> list[str]:
     setup = [c for c in code if "setup" in c.metadata.get("tags", [])]
     if len(setup) != 1:
         out.append(f"needs exactly one code cell tagged `setup` (found {len(setup)})")
-    elif setup[0].source != setup_source():
-        out.append("its set-up cell differs from the one rendered from _config.yml")
-        setup[0].source, changed = setup_source(), True
+    else:
+        if setup[0].source != setup_source():
+            out.append("its set-up cell differs from the one rendered from _config.yml")
+            setup[0].source, changed = setup_source(), True
+        if "hide-cell" not in setup[0].metadata.get("tags", []):
+            # The site collapses it: readers of the web page need not install anything.
+            out.append("its set-up cell differs from the one rendered from _config.yml (tag hide-cell)")
+            setup[0].metadata["tags"] = setup[0].metadata.get("tags", []) + ["hide-cell"]
+            changed = True
     md = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     if md is None or not BADGE.search(md.source):
         out.append("its first Markdown cell needs an '[Open in Colab](...)' line")
