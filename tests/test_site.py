@@ -100,7 +100,8 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_bin = shutil.which("chromedriver")
     if not (chromium and driver_bin):
         pytest.fail("Chromium is missing: `make browser` installs Debian's chromium and chromium-driver")
     opts = webdriver.ChromeOptions()
