@@ -230,13 +230,14 @@ def check_gqa_param_count(gqa_param_count) -> bool:
         want = _count_gqa(D, H, Hkv, dh, bias)
         if got == want:
             continue
+        # Later entries win when two mistakes give the same number (e.g. 4·D² is also MHA when H·d_head = D).
         hints = {
-            _count_gqa(D, H, H, dh, bias): "K and V have n_kv_heads heads, not n_heads: that would be ordinary "
-                                           "multi-head attention",
-            _count_gqa(D, H, Hkv, dh, bias) - (D * H * dh + (D if bias else 0)): "you forgot the output projection W_O",
-            _count_gqa(D, H, Hkv, dh, not bias): "biases: count one per output of each projection only when bias=True",
             4 * D * D + (4 * D if bias else 0): "that is 4·D² (+ 4·D): K and V are narrower than D in grouped-query "
                                                 "attention, and H·head_dim need not equal D",
+            _count_gqa(D, H, Hkv, dh, not bias): "biases: count one per output of each projection only when bias=True",
+            _count_gqa(D, H, Hkv, dh, bias) - (D * H * dh + (D if bias else 0)): "you forgot the output projection W_O",
+            _count_gqa(D, H, H, dh, bias): "K and V have n_kv_heads heads, not n_heads: that would be ordinary "
+                                           "multi-head attention",
         }
         raise ExerciseFailure(ex, f"gqa_param_count({D}, {H}, {Hkv}, {dh}, bias={bias}) = {got}, expected {want}",
                               hints.get(got))
