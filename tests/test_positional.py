@@ -24,9 +24,12 @@ def test_sinusoidal_matches_the_paper_formula():
 def test_sinusoidal_offset_is_a_linear_map_and_dot_products_depend_on_offset_only():
     pe = sinusoidal_encoding(200, 32, dtype=torch.float64)
     k = 5
-    # One fixed matrix maps PE[p] to PE[p + k] for every p (a rotation of each sin/cos pair).
-    R = torch.linalg.lstsq(pe[:-k], pe[k:]).solution
-    assert torch.allclose(pe[:-k] @ R, pe[k:], atol=1e-9)
+    # One fixed matrix maps PE[p] to PE[p + k] for every p: a rotation by k·ω_i of each (sin, cos) pair.
+    R = torch.zeros(32, 32, dtype=torch.float64)
+    for i, w in enumerate(rope_frequencies(32, dtype=torch.float64).tolist()):
+        c, s = math.cos(k * w), math.sin(k * w)
+        R[2 * i:2 * i + 2, 2 * i:2 * i + 2] = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    assert torch.allclose(pe[:-k] @ R, pe[k:], atol=1e-12)
     dots = (pe[:-k] * pe[k:]).sum(-1)
     assert torch.allclose(dots, dots[0].expand_as(dots), atol=1e-9)
 
