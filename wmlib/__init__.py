@@ -2,6 +2,9 @@
 
 Each module is named after the idea it teaches and is introduced by one chapter:
 
+- :mod:`wmlib.positional`  sinusoidal positional encodings and rotary embeddings, RoPE (Chapter 3)
+- :mod:`wmlib.addressing`  NTM memory addressing, soft reads and erase/add writes (Chapter 4)
+- :mod:`wmlib.distillation` knowledge-distillation losses with soft and hard targets (Chapter 4)
 - :mod:`wmlib.attention`   scaled dot-product and multi-head attention (Chapter 5)
 - :mod:`wmlib.transformer` encoder/decoder blocks and a small GPT (Chapter 5)
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
