@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from wmlib.attention_maps import attention_maps, eager_attention, model_attentions, sink_fraction
+from wmlib.attention_maps import attention_maps, eager_attention, model_attentions, sink_fraction, value_norms
 from wmlib.models import load_encoder
 
 
@@ -79,6 +79,20 @@ def test_sink_fraction_is_one_for_all_keys(minilm):
     assert torch.allclose(frac, torch.ones(6, 12), atol=1e-5)
 
 
+def test_value_norms_by_hand(minilm):
+    """Recompute ||W_O^h (W_V^h x + b_V^h)|| from the hidden states the model reports."""
+    model, tok = minilm
+    enc = tok(["I love dogs. Do you?", "Yes."], return_tensors="pt", padding=True)
+    norms = value_norms(model, enc["input_ids"], enc["attention_mask"])
+    assert norms.shape == (2, 6, 12, 9)
+    with torch.no_grad():
+        hidden = model(**enc, output_hidden_states=True).hidden_states
+        layer = model.encoder.layer[3]
+        v = layer.attention.self.value(hidden[3])[..., 5 * 32:6 * 32]  # head 5 of layer 3
+        f = v @ layer.attention.output.dense.weight[:, 5 * 32:6 * 32].T
+    assert torch.allclose(norms[:, 3, 5], f.norm(dim=-1), atol=1e-4)
+
+
 def test_bad_inputs_are_named(minilm, tiny_llama):
     model, tok = minilm
     with pytest.raises(ValueError, match="non-empty"):
@@ -91,6 +105,8 @@ def test_bad_inputs_are_named(minilm, tiny_llama):
         model_attentions(tiny_llama, torch.tensor([[1, 2, 3]]), torch.ones(1, 4))
     with pytest.raises(TypeError, match="PreTrainedModel"):
         model_attentions(torch.nn.Linear(2, 2), torch.tensor([[1, 2]]))
+    with pytest.raises(TypeError, match="BERT-style"):
+        value_norms(tiny_llama, torch.tensor([[1, 2]]))
     w = torch.rand(1, 2, 3, 4, 4)
     with pytest.raises(ValueError, match="batch, layers, heads"):
         sink_fraction(w[0], torch.ones(1, 4, dtype=torch.bool))

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["AttentionMaps", "eager_attention", "model_attentions", "attention_maps", "sink_fraction"]
+__all__ = ["AttentionMaps", "eager_attention", "model_attentions", "attention_maps", "sink_fraction", "value_norms"]
 
 
 @contextmanager
@@ -137,3 +137,39 @@ def sink_fraction(weights: Tensor, is_sink: Tensor, query_mask: Tensor | None = 
     # on_sink: (B, N, H, Lq); average over the selected queries of every sequence
     q = q[:, None, None, :].to(weights.dtype)
     return (on_sink * q).sum((0, 3)) / q.sum((0, 3))
+
+
+@torch.no_grad()
+def value_norms(model, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """How much each token *can* write through each head of a BERT-style encoder: (B, N, H, L).
+
+    A head's output is ``sum_j a_ij f(x_j)`` with ``f(x_j) = W_O^h (W_V^h x_j + b_V^h)``, the value of
+    token j passed through the head's slice of the output projection. A large weight ``a_ij`` on a
+    token whose ``||f(x_j)||`` is tiny moves almost nothing: the head is idle (Kobayashi et al., 2020).
+    Supports models with ``encoder.layer[i].attention.self.value`` and ``.attention.output.dense``
+    (BERT, MiniLM, RoBERTa).
+    """
+    _check_ids(input_ids, attention_mask)
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if layers is None or not all(hasattr(layer, "attention") and hasattr(layer.attention, "self")
+                                 and hasattr(layer.attention.self, "value") for layer in layers):
+        raise TypeError(f"value_norms supports BERT-style encoders (encoder.layer[i].attention.self.value); "
+                        f"{type(model).__name__} is not one")
+    values: dict[int, Tensor] = {}
+    hooks = [layer.attention.self.value.register_forward_hook(
+        lambda module, args, out, i=i: values.__setitem__(i, out)) for i, layer in enumerate(layers)]
+    device = next(model.parameters()).device
+    try:
+        kwargs = {"attention_mask": attention_mask.to(device)} if attention_mask is not None else {}
+        model(input_ids=input_ids.to(device), **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    H = model.config.num_attention_heads
+    out = []
+    for i, layer in enumerate(layers):
+        v = values[i].unflatten(-1, (H, -1))  # (B, L, H, d_head)
+        w_o = layer.attention.output.dense.weight.unflatten(1, (H, -1))  # (D, H, d_head)
+        f = torch.einsum("blhd,ohd->bhlo", v, w_o)  # each head's value, mapped into the residual stream
+        out.append(f.norm(dim=-1).float().cpu())
+    return torch.stack(out, dim=1)

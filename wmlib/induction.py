@@ -121,7 +121,9 @@ class InductionResult:
     """What :func:`induction_test` measured.
 
     ``tokens`` (n, L); ``loss`` (n, L-1) per-token loss; ``induction`` and ``previous`` (N, H) scores
-    averaged over the n sequences; ``example`` (N, H, L, L) the attention on the first sequence.
+    averaged over the n sequences; ``first_token`` (N, H) the average attention on position 0 (a
+    decoder's attention sink) of queries 1 .. L-1; ``example`` (N, H, L, L) the attention on the
+    first sequence.
     """
 
     tokens: Tensor
@@ -130,6 +132,7 @@ class InductionResult:
     loss: Tensor
     induction: Tensor
     previous: Tensor
+    first_token: Tensor
     example: Tensor
 
     def copy_losses(self) -> tuple[Tensor, Tensor]:
@@ -143,19 +146,20 @@ def induction_test(model, tokens: Tensor, length: int, start: int = 1, batch_siz
         raise ValueError(f"tokens must be (n, start + 2 * length) = (n, {start + 2 * length}), "
                          f"got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
-    losses, ind, prev, example = [], 0.0, 0.0, None
+    losses, ind, prev, sink, example = [], 0.0, 0.0, 0.0, None
     for chunk in progress(tokens.split(batch_size), desc="induction test", total=-(-len(tokens) // batch_size)):
         with torch.no_grad(), eager_attention(model):  # one forward pass gives both weights and logits
             out = model(input_ids=chunk.to(device), output_attentions=True)
         w = torch.stack([a.float().cpu() for a in out.attentions], dim=1)  # (b, N, H, L, L)
         ind = ind + induction_scores(w, length, start).sum(0)
         prev = prev + previous_token_scores(w, start).sum(0)
+        sink = sink + w[..., 1:, 0].mean(-1).sum(0)  # position 0 attends only to itself: skip it
         example = w[0] if example is None else example
         logits = out.logits.float()
         losses.append(F.cross_entropy(logits[:, :-1].transpose(1, 2), chunk[:, 1:].to(device),
                                       reduction="none").cpu())
     n = len(tokens)
-    return InductionResult(tokens, length, start, torch.cat(losses), ind / n, prev / n, example)
+    return InductionResult(tokens, length, start, torch.cat(losses), ind / n, prev / n, sink / n, example)
 
 
 def top_heads(scores: Tensor, k: int = 10) -> list[tuple[int, int, float]]:
@@ -169,7 +173,7 @@ def top_heads(scores: Tensor, k: int = 10) -> list[tuple[int, int, float]]:
 
 def _decoder_layers(model):
     layers = getattr(getattr(model, "model", None), "layers", None)
-    if layers is None or not all(hasattr(layer, "self_attn") and hasattr(layer.self_attn, "o_proj") for layer in layers):
+    if layers is None or not all(hasattr(getattr(layer, "self_attn", None), "o_proj") for layer in layers):
         raise TypeError(f"ablate_heads supports Llama-style decoders (model.model.layers[i].self_attn.o_proj); "
                         f"{type(model).__name__} is not one")
     return layers

@@ -144,9 +144,11 @@ _WIDGET_JS = r"""
       s.title = (from ? "weight from the selected token: " : "weight to the selected token: ") + row[j].toFixed(3);
     });
     var order = row.map(function (w, j) { return [w, j]; }).sort(function (x, y) { return y[0] - x[0]; });
-    caption.textContent = (from ? "\u201c" + data.tokens[i] + "\u201d (position " + i + ") attends to: "
-                                : "attention received by \u201c" + data.tokens[i] + "\u201d (position " + i + ") from: ")
-      + order.slice(0, 3).map(function (p) { return data.tokens[p[1]] + " (" + p[1] + ") " + p[0].toFixed(2); }).join(", ");
+    var who = "\u201c" + data.tokens[i] + "\u201d (position " + i + ")";
+    var best = order.slice(0, 3).map(function (p) {
+      return data.tokens[p[1]] + " (" + p[1] + ") " + p[0].toFixed(2);
+    });
+    caption.textContent = (from ? who + " attends to: " : "attention received by " + who + " from: ") + best.join(", ");
   }
   spans.forEach(function (s, i) {
     s.addEventListener("mouseenter", function () { show(i); });

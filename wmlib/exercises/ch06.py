@@ -140,7 +140,8 @@ def check_induction_target(induction_target) -> bool:
         shown = " ".join(f"{t}[{k}]" for k, t in enumerate(tokens))
         if want is None:
             raise ExerciseFailure(ex, f"for position {i} of {shown} you returned {got!r}; expected None: "
-                                      f"'{tokens[i]}' has not occurred before", "return None when there is nothing to copy")
+                                      f"'{tokens[i]}' has not occurred before",
+                                  "return None when there is nothing to copy")
         hint = None
         if got == want - 1:
             hint = "you returned the earlier occurrence itself; the induction head attends to the token after it"
