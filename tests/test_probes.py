@@ -19,7 +19,7 @@ from wmlib.probes import (
 )
 from wmlib.probes.digit_span import digit_sequence, span_prompt
 from wmlib.probes.lost_in_the_middle import kv_prompt, position_index, random_id
-from wmlib.probes.n_back import LETTERS, nback_prompt, nback_trial
+from wmlib.probes.n_back import LETTERS, nback_prompt, nback_trial, zero_back_trial
 from wmlib.probes.needle import haystack_sentences, needle_item
 
 CHAT_TEMPLATE = (
@@ -154,7 +154,7 @@ def test_needle_item_places_the_needle(tiny):
         item = needle_item(tiny, 300, depth, random.Random(3))
         doc = item["user"].split("\n\nQuestion:")[0]
         sentences = re.split(r"(?<=\.) ", doc)
-        code = item["answer"].strip()
+        code = item["answer"].strip(" .")
         where = [i for i, s in enumerate(sentences) if code in s]
         assert len(where) == 1 and sentences[where[0]].startswith("The secret code for the")
         if depth == 0.0:
@@ -162,7 +162,13 @@ def test_needle_item_places_the_needle(tiny):
         if depth == 1.0:
             assert where[0] == len(sentences) - 1
         assert 250 <= item["document_tokens"] <= 300  # the document fills the requested length
-        assert item["prefix"] in sentences[where[0]] and re.fullmatch(r" \d{5}", item["answer"])
+        assert item["prefix"] in sentences[where[0]] and re.fullmatch(r" \d{5}\.", item["answer"])
+    item = needle_item(tiny, 300, 0.5, random.Random(4), distractors=3)
+    doc = item["user"].split("\n\nQuestion:")[0]
+    needles = re.findall(r"The secret code for the (\w+) vault is (\d{5})\.", doc)
+    assert len(needles) == 4 and len({c for c, _ in needles}) == 4 and len({n for _, n in needles}) == 4
+    asked = item["prefix"].split()[-3]
+    assert (asked, item["answer"].strip(" .")) in needles
     stream = haystack_sentences(random.Random(0))
     filler = " ".join(next(stream) for _ in range(200))
     assert not re.search(r"\d|secret|code", filler)
@@ -189,7 +195,7 @@ def test_kv_prompt_and_positions():
     pairs = [(random_id(rng, 4), random_id(rng, 4)) for _ in range(5)]
     user, prefix, answer = kv_prompt(pairs, 3)
     assert json.loads(user.split("JSON data:\n")[1].split("\n\nKey:")[0]) == dict(pairs)
-    assert answer == pairs[3][1] and pairs[3][0] in prefix and f'Key: "{pairs[3][0]}"' in user
+    assert answer == pairs[3][1] + '"' and pairs[3][0] in prefix and f'Key: "{pairs[3][0]}"' in user
     assert [position_index(f, 11) for f in (0, 0.5, 1)] == [0, 5, 10]
     with pytest.raises(ValueError, match="outside"):
         kv_prompt(pairs, 5)
@@ -216,6 +222,13 @@ def test_nback_trials_have_the_kind_asked_for(n):
         assert lure[-1] != lure[-1 - n] and lure[-1] in near
         plain = nback_trial(n, 8, "nontarget", rng)
         assert plain[-1] != plain[-1 - n] and plain[-1] not in [plain[-1 - k] for k in (n - 1, n + 1) if k >= 1]
+    seq, cue = zero_back_trial(6, "target", rng)
+    assert cue == seq[-1]
+    seq, cue = zero_back_trial(6, "lure", rng)
+    assert cue != seq[-1] and cue in seq
+    seq, cue = zero_back_trial(6, "nontarget", rng)
+    assert cue not in seq
+    assert "Is the last letter (B) the letter K?" in nback_prompt(list("CDB"), 0, "K")[0]
     user, prefix = nback_prompt(list("BCDB"), 3)
     assert "B\nC\nD\nB" in user and "3 positions before" in user and prefix == "Answer:"
     with pytest.raises(ValueError, match="length"):
@@ -223,12 +236,12 @@ def test_nback_trials_have_the_kind_asked_for(n):
 
 
 def test_nback_scores_are_chance_aware(tiny):
-    r = run_n_back(tiny, ns=[1, 2], trials=8, length=6, seed=0)
-    assert set(r.scores) == {"1", "2"}
+    r = run_n_back(tiny, ns=[0, 1, 2], trials=8, length=6, seed=0)
+    assert set(r.scores) == {"0", "1", "2"}
     for s in r.scores.values():
         assert {"accuracy", "balanced_accuracy", "f1", "auc", "discrimination", "lure_false_alarm_rate"} <= set(s)
     check_scores_in_unit_interval(r.scores)
-    assert run_n_back(tiny, ns=[1, 2], trials=8, length=6, seed=0).scores == r.scores
+    assert run_n_back(tiny, ns=[0, 1, 2], trials=8, length=6, seed=0).scores == r.scores
 
 
 def test_binary_scores_and_auc():
@@ -255,9 +268,9 @@ def test_digit_span_prompt_and_span():
     seq = digit_sequence(12, rng)
     assert len(seq) == 12 and all(a != b for a, b in zip(seq, seq[1:]))
     user, prefix, answer = span_prompt([4, 1, 7], "forward")
-    assert "4, 1, 7" in user and answer == " 4, 1, 7" and prefix == "The digits are:"
-    assert span_prompt([4, 1, 7], "backward")[2] == " 7, 1, 4"
-    assert span_prompt([4, 1, 7], "forward", " ")[2] == " 4 1 7"
+    assert "4, 1, 7" in user and answer == " 4, 1, 7." and prefix == "The digits are:"
+    assert span_prompt([4, 1, 7], "backward")[2] == " 7, 1, 4."
+    assert span_prompt([4, 1, 7], "forward", " ")[2] == " 4 1 7."
     with pytest.raises(ValueError, match="order"):
         span_prompt([1], "sideways")
     assert span_from_curve([3, 4, 5, 6], [1.0, 1.0, 0.0, 0.0]) == 4.5

@@ -15,6 +15,10 @@ import sys
 import time
 
 
+# what the rows of each probe's table are (the columns are named in the header)
+_ROW_LABELS = {"needle": "length/depth", "lost-in-the-middle": "pairs/position", "n-back": "n", "digit-span": ""}
+
+
 def run(args) -> int:
     from .probes import ProbeLM, format_scores, run_probe
 
@@ -34,7 +38,7 @@ def run(args) -> int:
             f.write("\n")
     print(f"{result.probe} on {result.model} ({'quick' if args.quick else 'full'} settings, seed {args.seed}, "
           f"device {lm.device}, chat template {'on' if lm.use_chat_template else 'off'})")
-    print(format_scores(result.scores))
+    print(format_scores(result.scores, _ROW_LABELS.get(result.probe, "")))
     headline = {k: v for k, v in result.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if headline:
         print("summary: " + ", ".join(f"{k} {v:.3g}" for k, v in headline.items()))

@@ -17,7 +17,10 @@ returns a :class:`ProbeResult` whose ``scores`` lie in [0, 1]::
 from __future__ import annotations
 
 from . import digit_span, lost_in_the_middle, n_back, needle
-from ._core import AnswerScore, ContextTooLong, ProbeLM, ProbeResult, binary_scores, check_scores_in_unit_interval, format_scores, roc_auc
+from ._core import (
+    AnswerScore, ContextTooLong, ProbeLM, ProbeResult, binary_scores, check_scores_in_unit_interval, format_scores,
+    roc_auc,
+)
 from .digit_span import run_digit_span, span_from_curve
 from .lost_in_the_middle import run_lost_in_the_middle
 from .n_back import run_n_back

@@ -41,11 +41,14 @@ class AnswerScore:
     ``correct``: every answer token was the model's top (greedy) prediction.
     ``token_accuracy``: the fraction of answer tokens that were.
     ``logprob``: the summed log-probability of the answer given the prompt (nats).
+    ``predicted``: the model's top token at each answer position, given the correct tokens before
+    it (its first token is what greedy decoding writes first).
     """
 
     correct: bool
     token_accuracy: float
     logprob: float
+    predicted: tuple = ()
 
 
 @dataclass
@@ -301,11 +304,13 @@ class ProbeLM:
                 # logits at column c predict the token at column c + 1; the answer fills the last
                 # len(a) columns, so its predictions sit at columns -len(a)-1 .. -2.
                 lp = logprobs[row, keep - len(a) - 1: keep - 1]
-                hits = lp.argmax(-1) == a
+                top = lp.argmax(-1)
+                hits = top == a
                 results[i] = AnswerScore(
                     correct=bool(hits.all()),
                     token_accuracy=float(hits.float().mean()),
                     logprob=float(lp.gather(-1, a[:, None]).sum()),
+                    predicted=tuple(top.tolist()),
                 )
         return results  # type: ignore[return-value]
 

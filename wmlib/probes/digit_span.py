@@ -6,9 +6,10 @@ through induction heads, does well) rather than a test of holding. ``order="back
 the digits in reverse, which needs the list to be *manipulated*, as in the human backward span.
 
 Digits are written separated by commas (``4, 1, 7``), the format SmolLM2-135M-Instruct itself uses
-when it repeats a list -- with spaces it answers with commas anyway and every exact match fails;
-the reply is started with ``The digits are:`` and the whole list is scored by greedy match. The span is estimated from the span curve (accuracy per
-length) by :func:`span_from_curve`.
+when it repeats a list (shown digits separated by spaces, it still answers with commas, and exact
+matching fails). The reply is started with ``The digits are:`` and the whole list *and the full
+stop after it* is scored by greedy match (going on with extra digits is an error, as in the human
+test). The span is read off the span curve (accuracy per length) by :func:`span_from_curve`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from ._core import ProbeLM, ProbeResult
 
 __all__ = ["digit_sequence", "span_prompt", "span_from_curve", "run_digit_span", "QUICK", "FULL"]
 
-QUICK = dict(lengths=[3, 5, 7, 9, 11, 13], trials=8, order="forward")
-FULL = dict(lengths=list(range(3, 21)), trials=20, order="forward")
+QUICK = dict(lengths=[3, 6, 12, 24], trials=4, order="forward", separator=", ")
+FULL = dict(lengths=[3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 24, 32], trials=10, order="forward", separator=", ")
 
 
 def digit_sequence(length: int, rng: random.Random) -> list[int]:
@@ -48,7 +49,7 @@ def span_prompt(digits: list[int], order: str = "forward", separator: str = ", "
     how = "in the same order" if order == "forward" else "in reverse order, last digit first"
     target = digits if order == "forward" else digits[::-1]
     user = f"Here is a list of digits: {shown}\nRepeat the list {how}."
-    return user, "The digits are:", " " + separator.join(map(str, target))
+    return user, "The digits are:", " " + separator.join(map(str, target)) + "."
 
 
 def span_from_curve(lengths, accuracies, threshold: float = 0.5) -> float:
@@ -75,7 +76,7 @@ def span_from_curve(lengths, accuracies, threshold: float = 0.5) -> float:
     return float(pts[-1][0])
 
 
-def run_digit_span(lm: ProbeLM, lengths=(3, 5, 7, 9, 11, 13), trials: int = 8, order: str = "forward",
+def run_digit_span(lm: ProbeLM, lengths=(3, 6, 12, 24), trials: int = 4, order: str = "forward",
                    separator: str = ", ", seed: int = 0) -> ProbeResult:
     """Exact-recall accuracy per list length (``scores["accuracy"][length]``) and the span."""
     if trials < 1:
@@ -101,7 +102,8 @@ def run_digit_span(lm: ProbeLM, lengths=(3, 5, 7, 9, 11, 13), trials: int = 8, o
     acc = {k: sum(v) / len(v) for k, v in acc.items()}
     tok = {k: sum(v) / len(v) for k, v in tok.items()}
     span = span_from_curve([int(k) for k in acc], list(acc.values()))
-    examples = [{"length": n, "prompt": u, "answer": a, "correct": r.correct}
+    examples = [{"length": n, "prompt": u, "answer": a, "correct": r.correct,
+                 "top_tokens": lm.tokenizer.decode(list(r.predicted))}
                 for (n, u, a), r in list(zip(cells, results))[::trials]]
     return ProbeResult(
         probe="digit-span", model=lm.name, scores={"accuracy": acc, "digit_accuracy": tok},
@@ -109,6 +111,6 @@ def run_digit_span(lm: ProbeLM, lengths=(3, 5, 7, 9, 11, 13), trials: int = 8, o
                  "order": order, "trials": len(results)},
         settings={"lengths": list(lengths), "trials": trials, "order": order, "separator": separator, "seed": seed,
                   "chat_template": lm.use_chat_template,
-                  "scoring": "greedy match of the whole list after a prefilled reply"},
+                  "scoring": "greedy match of the whole list and its full stop after a prefilled reply"},
         chance={"accuracy": 0.0}, seconds=time.perf_counter() - start, examples=examples,
     )

@@ -8,7 +8,8 @@ for large models: best when the pair is at the start or the end, worst in the mi
 Each trial draws one object and then places the queried pair at every position in ``positions``
 (fractions of the object, 0 = first pair, 1 = last) with the other pairs in the same order: the
 curve compares positions on the same objects. The reply is started with
-``The value of key "<key>" is "`` and scored by greedy match of the whole value.
+``The value corresponding to the key "<key>" is "`` (the model's own phrasing when it answers
+freely) and scored by greedy match of the whole value and its closing quote.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from ._core import ProbeLM, ProbeResult
 
 __all__ = ["random_id", "kv_prompt", "run_lost_in_the_middle", "QUICK", "FULL"]
 
-QUICK = dict(n_pairs=[10], positions=[0.0, 0.25, 0.5, 0.75, 1.0], trials=6, id_length=8)
-FULL = dict(n_pairs=[10, 25], positions=[0.0, 0.25, 0.5, 0.75, 1.0], trials=12, id_length=8)
+QUICK = dict(n_pairs=[10], positions=[0.0, 0.5, 1.0], trials=4, id_length=8)
+FULL = dict(n_pairs=[10, 20, 40], positions=[0.0, 0.25, 0.5, 0.75, 1.0], trials=10, id_length=8)
 
 _HEX = "0123456789abcdef"
 
@@ -46,7 +47,7 @@ def kv_prompt(pairs: list[tuple[str, str]], query_index: int) -> tuple[str, str,
     key, value = pairs[query_index]
     user = ("Extract the value corresponding to the specified key in the JSON object below.\n\n"
             f"JSON data:\n{{\n{body}\n}}\n\nKey: \"{key}\"\nCorresponding value:")
-    return user, f'The value of key "{key}" is "', value
+    return user, f'The value corresponding to the key "{key}" is "', value + '"'
 
 
 def position_index(fraction: float, n_pairs: int) -> int:
@@ -56,7 +57,7 @@ def position_index(fraction: float, n_pairs: int) -> int:
     return round(fraction * (n_pairs - 1))
 
 
-def run_lost_in_the_middle(lm: ProbeLM, n_pairs=(10,), positions=(0.0, 0.25, 0.5, 0.75, 1.0), trials: int = 6,
+def run_lost_in_the_middle(lm: ProbeLM, n_pairs=(10,), positions=(0.0, 0.5, 1.0), trials: int = 4,
                            id_length: int = 8, seed: int = 0) -> ProbeResult:
     """Accuracy by number of pairs and position of the answer: ``scores[n_pairs][position]``."""
     if trials < 1:
@@ -94,7 +95,8 @@ def run_lost_in_the_middle(lm: ProbeLM, n_pairs=(10,), positions=(0.0, 0.25, 0.5
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     scores = {n: {f: mean(v) for f, v in row.items()} for n, row in scores.items()}
     token_acc = {n: {f: mean(v) for f, v in row.items()} for n, row in token_acc.items()}
-    examples = [{"n_pairs": n, "position": f, "prompt_tail": u[-200:], "prefix": p, "answer": a, "correct": r.correct}
+    examples = [{"n_pairs": n, "position": f, "prompt_tail": u[-200:], "prefix": p, "answer": a, "correct": r.correct,
+                 "top_tokens": lm.tokenizer.decode(list(r.predicted))}
                 for (n, f, u, p, a), r in list(zip(cells, results))[: len(positions)]]
     return ProbeResult(
         probe="lost-in-the-middle", model=lm.name, scores={"accuracy": scores, "token_accuracy": token_acc},
@@ -103,7 +105,8 @@ def run_lost_in_the_middle(lm: ProbeLM, n_pairs=(10,), positions=(0.0, 0.25, 0.5
                                    for n in n_pairs}},
         settings={"n_pairs": list(n_pairs), "positions": list(positions), "trials": trials, "id_length": id_length,
                   "seed": seed, "chat_template": lm.use_chat_template,
-                  "scoring": "greedy match of the whole value after a prefilled reply"},
-        chance={"accuracy": 16.0 ** -id_length},
+                  "scoring": "greedy match of the whole value and its closing quote after a prefilled reply"},
+        chance={"accuracy": 16.0 ** -(32 if id_length == 36 else id_length),
+                "accuracy_if_picking_a_value_in_the_text": {str(n): 1 / n for n in n_pairs}},
         seconds=time.perf_counter() - start, examples=examples,
     )

@@ -8,10 +8,13 @@ GPT-4 to grade free answers. Here everything is synthetic and graded exactly:
 - the **needle** is ``The secret code for the <city> vault is <5 random digits>.``, placed at a
   sentence boundary ``depth`` of the way into the document (0 = first sentence, 1 = last);
 - the **question** asks for the code; the model's reply is started with the needle's own words
-  (``The secret code for the <city> vault is``) and scored by greedy match of the digits.
+  (``The secret code for the <city> vault is``) and scored by greedy match of `` <code>.``: the
+  five digits and the full stop that ends them (a sixth digit would be wrong).
 
 Starting the reply fixes the answer format, so that the score measures retrieval rather than
 formatting. A model that ignores the context is right with probability about 1e-5.
+``distractors > 0`` adds needles for other cities (the multi-key variant of RULER): then copying
+*a* code is not enough; the code must be the one whose city the question names.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from ._core import ProbeLM, ProbeResult
 
 __all__ = ["haystack_sentences", "needle_item", "run_needle", "QUICK", "FULL"]
 
-QUICK = dict(context_lengths=[128, 256, 512], depths=[0.0, 0.5, 1.0], trials=3)
-FULL = dict(context_lengths=[128, 256, 512, 1024, 2048], depths=[0.0, 0.25, 0.5, 0.75, 1.0], trials=4)
+QUICK = dict(context_lengths=[128, 512], depths=[0.0, 0.5, 1.0], trials=1, distractors=0)
+FULL = dict(context_lengths=[256, 512, 1024, 2048], depths=[0.0, 0.25, 0.5, 0.75, 1.0], trials=2, distractors=0)
 
 _OPENERS = ["", "", "", "In the spring, ", "Last year, ", "Every morning, ", "After the storm, ",
             "On most weekends, ", "Later that week, ", "By the end of the season, ", "Once again, "]
@@ -57,20 +60,27 @@ def haystack_sentences(rng: random.Random):
         yield text[0].upper() + text[1:]
 
 
-def needle_item(lm: ProbeLM, context_length: int, depth: float, rng: random.Random) -> dict:
+def needle_item(lm: ProbeLM, context_length: int, depth: float, rng: random.Random, distractors: int = 0) -> dict:
     """One needle trial: the user prompt, the reply prefix, the answer and where the needle sits.
 
-    ``context_length`` is the length of the document (haystack + needle) in tokens; ``depth`` in
-    [0, 1] is the fraction of the document's tokens that come before the needle.
+    ``context_length`` is the length of the document (haystack + needles) in tokens; ``depth`` in
+    [0, 1] is the fraction of the haystack's tokens that come before the needle. ``distractors``
+    other needles (codes of other cities' vaults) go to random places: then finding *a* code is
+    not enough, the model must find the one whose city matches the question (the multi-key
+    variant of RULER, Hsieh et al. 2024).
     """
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     if context_length < 16:
         raise ValueError(f"context_length must be at least 16 tokens, got {context_length}")
-    city = rng.choice(_CITIES)
-    code = str(rng.randrange(10_000, 100_000))
+    if not 0 <= distractors < len(_CITIES):
+        raise ValueError(f"distractors must be in [0, {len(_CITIES) - 1}], got {distractors}")
+    city, *others = rng.sample(_CITIES, 1 + distractors)
+    codes = rng.sample(range(10_000, 100_000), 1 + distractors)
+    code = str(codes[0])
     needle = f"The secret code for the {city} vault is {code}."
-    budget = context_length - lm.count_tokens(" " + needle)
+    fakes = [f"The secret code for the {c} vault is {n}." for c, n in zip(others, codes[1:])]
+    budget = context_length - sum(lm.count_tokens(" " + x) for x in [needle, *fakes])
     if budget < 1:
         raise ValueError(f"context_length={context_length} leaves no room for a haystack around the needle")
     sentences, counts, total = [], [], 0
@@ -86,24 +96,29 @@ def needle_item(lm: ProbeLM, context_length: int, depth: float, rng: random.Rand
     # insert at the sentence boundary whose token offset is closest to depth * haystack tokens
     offsets = [sum(counts[:i]) for i in range(len(sentences) + 1)]
     where = min(range(len(offsets)), key=lambda i: abs(offsets[i] - depth * total))
-    document = " ".join(sentences[:where] + [needle] + sentences[where:])
+    slots = [[] for _ in offsets]  # what goes in front of haystack sentence i (or at the end)
+    slots[where].append(needle)
+    for fake in fakes:
+        slots[rng.randrange(len(slots))].append(fake)
+    rng.shuffle(slots[where])  # a distractor in the same slot may come before or after the needle
+    document = " ".join(x for i in range(len(offsets)) for x in slots[i] + sentences[i:i + 1])
     user = (f"{document}\n\nQuestion: What is the secret code for the {city} vault? "
             "Answer with the code from the text above.")
     return {
         "user": user,
         "prefix": f"The secret code for the {city} vault is",
-        "answer": " " + code,
+        "answer": f" {code}.",
         "document_tokens": lm.count_tokens(document),
         "needle_index": where,
         "actual_depth": offsets[where] / max(total, 1),
     }
 
 
-def run_needle(lm: ProbeLM, context_lengths=None, depths=None, trials: int = 3, seed: int = 0) -> ProbeResult:
+def run_needle(lm: ProbeLM, context_lengths=(128, 512), depths=(0.0, 0.5, 1.0), trials: int = 1,
+               distractors: int = 0, seed: int = 0) -> ProbeResult:
     """Accuracy on a (context length x depth) grid: ``scores[length][depth]`` in [0, 1]."""
-    settings = dict(QUICK)
-    settings.update({k: v for k, v in dict(context_lengths=context_lengths, depths=depths).items() if v is not None})
-    settings["trials"] = trials
+    settings = {"context_lengths": list(context_lengths), "depths": list(depths), "trials": trials,
+                "distractors": distractors}
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     start = time.perf_counter()
@@ -112,7 +127,7 @@ def run_needle(lm: ProbeLM, context_lengths=None, depths=None, trials: int = 3, 
     grid = [(L, d) for L in settings["context_lengths"] for d in settings["depths"]]
     for L, d in progress(grid, desc="needle: building prompts"):
         for _ in range(trials):
-            item = needle_item(lm, L, d, rng)
+            item = needle_item(lm, L, d, rng, distractors)
             prompts.append(lm.prompt_ids(item["user"], item["prefix"]))
             answers.append(lm.encode(item["answer"]))
             cells.append((L, d, item))
@@ -125,12 +140,14 @@ def run_needle(lm: ProbeLM, context_lengths=None, depths=None, trials: int = 3, 
     scores = {L: {d: sum(v) / len(v) for d, v in row.items()} for L, row in scores.items()}
     flat = [r.correct for r in results]
     examples = [{"context_length": L, "depth": d, "prompt_tail": it["user"][-160:], "prefix": it["prefix"],
-                 "answer": it["answer"], "correct": r.correct}
+                 "answer": it["answer"], "correct": r.correct,
+                 "top_tokens": lm.tokenizer.decode(list(r.predicted))}
                 for (L, d, it), r in list(zip(cells, results))[:: max(1, len(cells) // 4)]]
     return ProbeResult(
         probe="needle", model=lm.name, scores=scores,
         summary={"mean_accuracy": sum(flat) / len(flat), "trials": len(flat)},
         settings={**settings, "seed": seed, "chat_template": lm.use_chat_template,
-                  "scoring": "greedy match of the 5-digit code after a prefilled reply"},
-        chance={"accuracy": 1e-5}, seconds=time.perf_counter() - start, examples=examples,
+                  "scoring": "greedy match of the 5-digit code and its full stop after a prefilled reply"},
+        chance={"accuracy": 1 / 90_000, "accuracy_if_picking_a_code_in_the_text": 1 / (1 + distractors)},
+        seconds=time.perf_counter() - start, examples=examples,
     )
