@@ -203,6 +203,7 @@ def test_kv_prompt_and_positions():
 
 def test_lost_in_the_middle_moves_one_pair(tiny):
     r = run_lost_in_the_middle(tiny, n_pairs=[6], positions=[0.0, 1.0], trials=2, id_length=4, seed=1)
+    assert set(r.scores) == {"accuracy", "first_token_accuracy", "token_accuracy"}
     assert set(r.scores["accuracy"]["6"]) == {"0", "1"}
     check_scores_in_unit_interval(r.scores)
     first, last = r.examples[0], r.examples[1]
@@ -284,6 +285,7 @@ def test_digit_span_prompt_and_span():
 def test_digit_span_runs(tiny_plain):
     r = run_digit_span(tiny_plain, lengths=[2, 4], trials=3, seed=0)
     assert set(r.scores["accuracy"]) == {"2", "4"} and "span" in r.summary
+    assert 0 <= r.summary["first_digit_right"] <= 1 and 0 <= r.summary["first_digit_is_the_lists_first"] <= 1
     check_scores_in_unit_interval(r.scores)
     back = run_digit_span(tiny_plain, lengths=[2, 4], trials=3, order="backward", seed=0)
     assert back.settings["order"] == "backward"

@@ -92,7 +92,7 @@ def run_digit_span(lm: ProbeLM, lengths=(3, 6, 12, 24), trials: int = 4, order: 
             lm.check_fits(len(ids) + lm.count_tokens(answer), f"digit span (length={length})")
             prompts.append(ids)
             answers.append(lm.encode(answer))
-            cells.append((length, user, answer))
+            cells.append((length, user, answer, digits))
     results = lm.score_answers(prompts, answers, desc=f"digit span ({order})", what="digit span")
     acc: dict = {}
     tok: dict = {}
@@ -102,13 +102,23 @@ def run_digit_span(lm: ProbeLM, lengths=(3, 6, 12, 24), trials: int = 4, order: 
     acc = {k: sum(v) / len(v) for k, v in acc.items()}
     tok = {k: sum(v) / len(v) for k, v in tok.items()}
     span = span_from_curve([int(k) for k in acc], list(acc.values()))
+    # What does the model write first? The right digit, or (backward) the list's first digit, which
+    # is where a forward copy would start. Read at the first answer token that holds a digit.
+    first_right, first_is_start = [], []
+    for (*_, digits), r, a in zip(cells, results, answers):
+        k = next(i for i, t in enumerate(a) if any(ch.isdigit() for ch in lm.tokenizer.decode([t])))
+        said = lm.tokenizer.decode([r.predicted[k]]).strip()
+        first_right.append(said == lm.tokenizer.decode([a[k]]).strip())
+        first_is_start.append(said == str(digits[0]))
     examples = [{"length": n, "prompt": u, "answer": a, "correct": r.correct,
                  "top_tokens": lm.tokenizer.decode(list(r.predicted))}
-                for (n, u, a), r in list(zip(cells, results))[::trials]]
+                for (n, u, a, _), r in list(zip(cells, results))[::trials]]
     return ProbeResult(
         probe="digit-span", model=lm.name, scores={"accuracy": acc, "digit_accuracy": tok},
         summary={"span": span, "span_is_lower_bound": all(a >= 0.5 for a in acc.values()),
-                 "order": order, "trials": len(results)},
+                 "order": order, "trials": len(results),
+                 "first_digit_right": sum(first_right) / len(first_right),
+                 "first_digit_is_the_lists_first": sum(first_is_start) / len(first_is_start)},
         settings={"lengths": list(lengths), "trials": trials, "order": order, "separator": separator, "seed": seed,
                   "chat_template": lm.use_chat_template,
                   "scoring": "greedy match of the whole list and its full stop after a prefilled reply"},

@@ -59,7 +59,12 @@ def position_index(fraction: float, n_pairs: int) -> int:
 
 def run_lost_in_the_middle(lm: ProbeLM, n_pairs=(10,), positions=(0.0, 0.5, 1.0), trials: int = 4,
                            id_length: int = 8, seed: int = 0) -> ProbeResult:
-    """Accuracy by number of pairs and position of the answer: ``scores[n_pairs][position]``."""
+    """Accuracy by number of pairs and position of the answer: ``scores["accuracy"][n_pairs][position]``.
+
+    Also ``first_token_accuracy`` (the first character of the value, given the reply so far: did the
+    model find *where* to copy from?) and ``token_accuracy`` (the fraction of the value's tokens
+    that are the model's top choice given the correct ones before them).
+    """
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     for n in n_pairs:
@@ -87,19 +92,20 @@ def run_lost_in_the_middle(lm: ProbeLM, n_pairs=(10,), positions=(0.0, 0.5, 1.0)
                 answers.append(lm.encode(answer))
                 cells.append((n, f, user, prefix, answer))
     results = lm.score_answers(prompts, answers, desc="lost in the middle", what="lost in the middle")
-    scores: dict = {}
-    token_acc: dict = {}
-    for (n, f, *_), r in zip(cells, results):
-        scores.setdefault(str(n), {}).setdefault(f"{f:g}", []).append(r.correct)
-        token_acc.setdefault(str(n), {}).setdefault(f"{f:g}", []).append(r.token_accuracy)
+    per_cell: dict = {"accuracy": {}, "first_token_accuracy": {}, "token_accuracy": {}}
+    for (n, f, *_), r, a in zip(cells, results, answers):
+        values = {"accuracy": r.correct, "first_token_accuracy": r.predicted[0] == a[0],
+                  "token_accuracy": r.token_accuracy}
+        for name, value in values.items():
+            per_cell[name].setdefault(str(n), {}).setdefault(f"{f:g}", []).append(value)
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    scores = {n: {f: mean(v) for f, v in row.items()} for n, row in scores.items()}
-    token_acc = {n: {f: mean(v) for f, v in row.items()} for n, row in token_acc.items()}
+    scores = {name: {n: {f: mean(v) for f, v in row.items()} for n, row in table.items()}
+              for name, table in per_cell.items()}
     examples = [{"n_pairs": n, "position": f, "prompt_tail": u[-200:], "prefix": p, "answer": a, "correct": r.correct,
                  "top_tokens": lm.tokenizer.decode(list(r.predicted))}
                 for (n, f, u, p, a), r in list(zip(cells, results))[: len(positions)]]
     return ProbeResult(
-        probe="lost-in-the-middle", model=lm.name, scores={"accuracy": scores, "token_accuracy": token_acc},
+        probe="lost-in-the-middle", model=lm.name, scores=scores,
         summary={"mean_accuracy": mean([r.correct for r in results]), "trials": len(results),
                  "prompt_tokens": {str(n): max(len(p) for (m, *_), p in zip(cells, prompts) if m == n)
                                    for n in n_pairs}},
