@@ -343,6 +343,13 @@ def test_cli_writes_json_with_scores_in_unit_interval(probe, settings, tiny_dir,
     assert probe in printed and "time:" in printed
 
 
+def test_cli_lists_every_probe():
+    from wmlib.cli_probe import PROBE_NAMES
+    from wmlib.probes import PROBES
+
+    assert PROBE_NAMES == list(PROBES)
+
+
 def test_cli_reports_context_errors(tiny_dir, capsys):
     code = main(["probe", "needle", "--model", str(tiny_dir), "--device", "cpu", "--max-context", "100",
                  "--set", '{"context_lengths": [200], "depths": [0.5], "trials": 1}'])
