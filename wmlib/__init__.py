@@ -5,6 +5,8 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.attention`   scaled dot-product and multi-head attention (Chapter 5)
 - :mod:`wmlib.transformer` encoder/decoder blocks and a small GPT (Chapter 5)
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
+- :mod:`wmlib.kv_cache`    the KV cache: cached decoding, memory per token, eviction policies (Chapter 7)
+- :mod:`wmlib.cli_bench`   ``wmlib bench kv-cache``: cached vs uncached decoding vs ``generate`` (Chapter 7)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache (Setup)
 - :mod:`wmlib.viz`         attention heatmaps and other figures

@@ -57,7 +57,7 @@ def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, dtype=
 
 # ----------------------------------------------------------------------------------- the cache
 class KVCache:
-    """Keys and values of every layer: ``keys[i]`` and ``values[i]`` are (B, G, L, D).
+    """Keys and values of every layer: ``get(i)`` returns layer i's keys and values, (B, G, L, D) each.
 
     ``capacity`` (tokens) preallocates each layer's storage on the first append, as a server does
     when it knows the longest sequence; without it every append concatenates (the simplest
@@ -261,6 +261,9 @@ class CachedDecoder:
         """
         B, H, T, D = q.shape
         L = k.shape[2]
+        if T == L and T > 1 and not need_weights:  # a prefill: the fused kernel's own causal mask is fastest
+            k, v = (x.repeat_interleave(self.group, dim=1) for x in (k, v))  # one copy per query head
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True), None
         # Fold the H/G query heads of a group into the query axis: (B, G, group*T, D). They all read the
         # same keys, so no copy of the cache per query head is needed.
         qg = q.reshape(B, self.num_kv_heads, self.group * T, D)

@@ -110,6 +110,10 @@ def check_heavy_hitters(heavy_hitters) -> bool:
         if recent:
             s[L - recent:] *= 0.01
         cases.append((s, budget, recent))
+    # and one where a recent token already has the largest score: it must not be counted twice
+    s = torch.rand(14, generator=g)
+    s[-1] = 5.0
+    cases.append((s, 6, 2))
     for scores, budget, recent in cases:
         L = scores.shape[0]
         got = _as_positions(ex, call(ex, heavy_hitters, scores.clone(), budget, recent),
