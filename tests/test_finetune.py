@@ -189,9 +189,12 @@ def test_save_load_and_the_sst2_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WMLIB_CACHE_DIR", str(tmp_path))
     recipe = SST2Recipe(train_size=64, batch_size=32)
     model, tok, info = fine_tune_sst2(recipe)
-    assert not info["cached"] and len(info["losses"]) == 2
+    assert not info["cached"] and info["history"].steps == 2
     again, _, info2 = fine_tune_sst2(recipe)
-    assert info2["cached"] and info2["losses"] == info["losses"]
+    assert info2["cached"] and info2["history"].losses == info["history"].losses
+    assert not fine_tune_sst2(recipe, cache="refresh")[2]["cached"]
+    with pytest.raises(ValueError, match="cache must be"):
+        fine_tune_sst2(recipe, cache="yes")
     texts = ["a gorgeous , witty film", "dull and lifeless"]
     assert torch.allclose(predict_logits(model, tok, texts), predict_logits(again, tok, texts), atol=1e-5)
     with pytest.raises(ValueError, match="meta needs"):

@@ -6,7 +6,8 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.transformer` encoder/decoder blocks and a small GPT (Chapter 5)
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
-- :mod:`wmlib.data`        data sets in a checksummed cache (Setup)
+- :mod:`wmlib.data`        data sets in a checksummed cache, and their loaders (Setup)
+- :mod:`wmlib.finetune`    fine-tuning an encoder for sentence classification (Chapters 10 and 11)
 - :mod:`wmlib.viz`         attention heatmaps and other figures
 - :mod:`wmlib.utils`       seeding, device choice, progress bars, timing
 - :mod:`wmlib.exercises`   checkers for the exercises, one module per chapter

@@ -371,19 +371,26 @@ class SST2Recipe:
         return f"sst2-{self.model}-n{self.train_size}-e{self.epochs}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
-def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, use_cache: bool = True, device=None,
+def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, cache: str = "use", device=None,
                    train_set: LabelledTexts | None = None) -> tuple[SentenceClassifier, object, dict]:
     """A MiniLM (or other packaged encoder) fine-tuned on SST-2 by ``recipe``: ``(model, tokenizer,
-    info)``. With ``use_cache``, a model trained earlier with the same recipe is loaded from
-    ``<cache root>/finetuned/`` instead (``info["cached"]`` says which happened; ``info`` also holds
-    the training time and loss curve of the run that produced the weights)."""
+    info)``, with ``info["history"]``, the :class:`TrainHistory` of the run that produced the weights.
+
+    ``cache``: ``"use"`` loads a model trained earlier with the same recipe from
+    ``<cache root>/finetuned/`` when there is one, else trains and saves; ``"refresh"`` always trains
+    and saves; ``"off"`` trains and saves nothing. ``info["cached"]`` says whether it was loaded.
+    ``train_set`` (optional) must be the recipe's subset, if the caller has already drawn it.
+    """
     from .data import load_sst2
     from .models import load_encoder
 
+    if cache not in ("use", "refresh", "off"):
+        raise ValueError(f"cache must be 'use', 'refresh' or 'off', got {cache!r}")
     target = cache_root() / "finetuned" / recipe.key()
-    if use_cache and (target / "meta.json").exists():
+    if cache == "use" and (target / "meta.json").exists():
         model, tokenizer, meta = load_classifier(target, device)
-        return model, tokenizer, {**meta, "cached": True, "path": str(target)}
+        history = TrainHistory(meta["losses"], meta["lrs"], meta["examples"], recipe.epochs, meta["train_seconds"])
+        return model, tokenizer, {**meta, "history": history, "cached": True, "path": str(target)}
     if train_set is None:
         full = load_sst2("train")
         train_set = full.subset(recipe.train_size, torch.Generator().manual_seed(recipe.seed))
@@ -399,13 +406,14 @@ def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, use_cache: bool = True,
                                desc=f"fine-tuning {recipe.model} on {len(train_set)} SST-2 examples")
     meta = {"model": recipe.model, "num_labels": 2, "label_names": list(train_set.label_names),
             "recipe": asdict(recipe), "train_seconds": history.seconds, "losses": history.losses,
-            "device": str(next(model.parameters()).device), "torch_threads": torch.get_num_threads()}
-    if use_cache:
+            "lrs": history.lrs, "examples": history.examples, "device": str(next(model.parameters()).device),
+            "torch_threads": torch.get_num_threads()}
+    if cache != "off":
         try:
             save_classifier(model, target, meta)
         except OSError:
             pass  # a read-only cache only costs a retraining next time
-    return model, tokenizer, {**meta, "cached": False, "path": str(target)}
+    return model, tokenizer, {**meta, "history": history, "cached": False, "path": str(target)}
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -432,9 +440,7 @@ def _run_cli(args) -> int:
 
     recipe = SST2Recipe(model=args.model, train_size=args.train_size, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, max_len=args.max_len, seed=args.seed)
-    model, tok, info = fine_tune_sst2(recipe, use_cache=not args.force, device=get_device(args.device))
-    if args.force:  # --force trains afresh; keep the result for the chapters
-        save_classifier(model, info["path"], {k: v for k, v in info.items() if k not in ("cached", "path")})
+    model, tok, info = fine_tune_sst2(recipe, cache="refresh" if args.force else "use", device=get_device(args.device))
     result = evaluate(model, tok, load_sst2("dev"), max_len=recipe.max_len)
     how = "loaded from the cache" if info["cached"] else f"trained in {info['train_seconds']:.0f} s"
     print(f"{recipe.key()}: {how}; SST-2 dev accuracy {result.accuracy:.2%} ({len(result.labels)} sentences)")
