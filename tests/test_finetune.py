@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wmlib.data import LabelledTexts
-from wmlib.finetune import (SentenceClassifier, SST2Recipe, count_parameters, evaluate, fine_tune_sst2,
+from wmlib.finetune import (SentenceClassifier, SST2Recipe, count_parameters, evaluate, fine_tune_sst2, keep_layers,
                             latency_ms, length_bucketed_batches, linear_warmup_decay, load_classifier,
                             mean_pool, predict_logits, save_classifier, tokenize, train_classifier)
 
@@ -202,3 +202,30 @@ def test_save_load_and_the_sst2_cache(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no saved classifier"):
         load_classifier(tmp_path / "nothing")
     assert SST2Recipe(seed=1).key() != SST2Recipe().key()
+
+
+def test_keep_layers_makes_a_shallower_copy(tokenizer):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    teacher = SentenceClassifier(BertModel(cfg, add_pooling_layer=False), 2).eval()
+    student = keep_layers(teacher, [0, 2]).eval()
+    assert len(teacher.encoder.encoder.layer) == 3 and len(student.encoder.encoder.layer) == 2
+    assert student.encoder.config.num_hidden_layers == 2 and teacher.encoder.config.num_hidden_layers == 3
+    assert torch.equal(student.encoder.encoder.layer[1].output.dense.weight,
+                       teacher.encoder.encoder.layer[2].output.dense.weight)
+    assert student.head.weight.data_ptr() != teacher.head.weight.data_ptr(), "a copy, not shared weights"
+    enc = tokenize(tokenizer, ["a fine film", "no"])
+    with torch.no_grad():
+        # keeping every layer gives back the teacher's function exactly
+        assert torch.allclose(keep_layers(teacher, [0, 1, 2])(**enc), teacher(**enc), atol=1e-6)
+        assert student(**enc).shape == (2, 2)
+    per_layer = count_parameters(teacher.encoder.encoder.layer[0])
+    assert count_parameters(teacher) - count_parameters(student) == per_layer
+    for bad in ([], [3], [-1]):
+        with pytest.raises(ValueError, match="indices in 0..2"):
+            keep_layers(teacher, bad)
+    with pytest.raises(TypeError, match="BERT-style"):
+        keep_layers(torch.nn.Linear(2, 2), [0])

@@ -33,7 +33,7 @@ from .data import LabelledTexts, cache_root
 from .utils import progress
 
 __all__ = [
-    "mean_pool", "SentenceClassifier", "tokenize", "length_bucketed_batches", "linear_warmup_decay",
+    "mean_pool", "SentenceClassifier", "keep_layers", "tokenize", "length_bucketed_batches", "linear_warmup_decay",
     "TrainHistory", "train_classifier", "predict_logits", "EvalResult", "evaluate", "latency_ms",
     "count_parameters", "save_classifier", "load_classifier", "SST2Recipe", "fine_tune_sst2",
 ]
@@ -105,6 +105,24 @@ class SentenceClassifier(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]
         return self.head(self.dropout(pooled))
+
+
+def keep_layers(model: SentenceClassifier, layers: Sequence[int]) -> SentenceClassifier:
+    """A copy of ``model`` whose encoder keeps only the Transformer layers ``layers`` (in that
+    order), with the embeddings and the head unchanged: a shallower student initialised from its
+    teacher, as DistilBERT was (Chapter 11). ``model`` itself is not modified."""
+    import copy
+
+    stack = getattr(getattr(getattr(model, "encoder", None), "encoder", None), "layer", None)
+    if not isinstance(stack, nn.ModuleList):
+        raise TypeError("keep_layers needs a SentenceClassifier around a BERT-style encoder (encoder.encoder.layer)")
+    layers = list(layers)
+    if not layers or any(not isinstance(i, int) or not 0 <= i < len(stack) for i in layers):
+        raise ValueError(f"layers must be a non-empty list of indices in 0..{len(stack) - 1}, got {layers}")
+    student = copy.deepcopy(model)
+    student.encoder.encoder.layer = nn.ModuleList([student.encoder.encoder.layer[i] for i in layers])
+    student.encoder.config.num_hidden_layers = len(layers)
+    return student
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
