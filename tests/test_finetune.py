@@ -5,6 +5,7 @@ import torch
 
 from wmlib.data import LabelledTexts
 from wmlib.finetune import (SentenceClassifier, SST2Recipe, count_parameters, evaluate, fine_tune_sst2, keep_layers,
+                            freeze_word_embeddings, prune_feed_forward,
                             latency_ms, length_bucketed_batches, linear_warmup_decay, load_classifier,
                             mean_pool, predict_logits, save_classifier, tokenize, train_classifier)
 
@@ -229,3 +230,43 @@ def test_keep_layers_makes_a_shallower_copy(tokenizer):
             keep_layers(teacher, bad)
     with pytest.raises(TypeError, match="BERT-style"):
         keep_layers(torch.nn.Linear(2, 2), [0])
+
+
+def test_prune_feed_forward_keeps_the_most_used_units(tokenizer):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    model = SentenceClassifier(BertModel(cfg, add_pooling_layer=False), 2).eval()
+    texts = ["a fine film", "no", "the plot is thin but the actors are wonderful"]
+    enc = tokenize(tokenizer, texts)
+    with torch.no_grad():
+        same = prune_feed_forward(model, 64, tokenizer, texts)
+        assert torch.allclose(same(**enc), model(**enc), atol=1e-5), "keeping every unit changes nothing"
+        # a unit whose output weights are zero contributes nothing: it must be the first to go
+        model.encoder.encoder.layer[0].output.dense.weight[:, 5] = 0
+        model.encoder.encoder.layer[1].output.dense.weight[:, 7] = 0
+        pruned = prune_feed_forward(model, 63, tokenizer, texts)
+        assert torch.allclose(pruned(**enc), model(**enc), atol=1e-5)
+        half = prune_feed_forward(model, 32)  # data-free importance
+        assert half(**enc).shape == (3, 2)
+    assert half.encoder.config.intermediate_size == 32 and model.encoder.config.intermediate_size == 64
+    assert half.encoder.encoder.layer[1].intermediate.dense.weight.shape == (32, 32)
+    assert count_parameters(model) - count_parameters(half) == 2 * (32 * 32 * 2 + 32)
+    with pytest.raises(ValueError, match="between 1 and the feed-forward width 64"):
+        prune_feed_forward(model, 65)
+    with pytest.raises(ValueError, match="both tokenizer and texts"):
+        prune_feed_forward(model, 8, tokenizer=tokenizer)
+
+
+def test_frozen_word_embeddings_do_not_move(tiny, tokenizer):
+    before = tiny.encoder.embeddings.word_embeddings.weight.clone()
+    head_before = tiny.head.weight.clone()
+    assert freeze_word_embeddings(tiny) is tiny
+    assert count_parameters(tiny, trainable_only=True) == count_parameters(tiny) - before.numel()
+    train_classifier(tiny.train(), tokenizer, toy_sentiment(32), batch_size=16, lr=1e-2)
+    assert torch.equal(tiny.encoder.embeddings.word_embeddings.weight, before)
+    assert not torch.equal(tiny.head.weight, head_before), "the rest of the model still trains"
+    with pytest.raises(TypeError, match="BERT-style"):
+        freeze_word_embeddings(torch.nn.Linear(2, 2))
