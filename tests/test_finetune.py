@@ -140,6 +140,7 @@ def test_training_learns_a_toy_task_and_is_deterministic(tokenizer):
     (model, history), (_, again) = runs
     assert history.losses == again.losses, "same seed, same run"
     assert history.steps == 4 * 6 and history.examples == 4 * 96 and history.seconds > 0
+    assert 0 < history.cpu_seconds
     assert not model.training
     result = evaluate(model, tokenizer, toy_sentiment(64, seed=1))
     assert result.accuracy >= 0.95, result.accuracy
@@ -193,6 +194,9 @@ def test_save_load_and_the_sst2_cache(tmp_path, monkeypatch):
     assert not info["cached"] and info["history"].steps == 2
     again, _, info2 = fine_tune_sst2(recipe)
     assert info2["cached"] and info2["history"].losses == info["history"].losses
+    # the cached run keeps its timings, so a chapter that loads it can say how long it took
+    assert info2["history"].seconds == info["history"].seconds > 0
+    assert info2["history"].cpu_seconds == info["history"].cpu_seconds > 0 and info2["finished"]
     assert not fine_tune_sst2(recipe, cache="refresh")[2]["cached"]
     with pytest.raises(ValueError, match="cache must be"):
         fine_tune_sst2(recipe, cache="yes")
