@@ -274,3 +274,17 @@ def test_frozen_word_embeddings_do_not_move(tiny, tokenizer):
     assert not torch.equal(tiny.head.weight, head_before), "the rest of the model still trains"
     with pytest.raises(TypeError, match="BERT-style"):
         freeze_word_embeddings(torch.nn.Linear(2, 2))
+
+
+def test_cli_trains_caches_and_reports(tmp_path, monkeypatch, capsys):
+    from wmlib.cli import main
+
+    monkeypatch.setenv("WMLIB_CACHE_DIR", str(tmp_path))
+    args = ["finetune-sst2", "--train-size", "64", "--device", "cpu"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "s wall" in first and "s CPU" in first and "SST-2 dev accuracy" in first and "(872 sentences)" in first
+    assert main(args) == 0
+    assert "loaded from the cache" in capsys.readouterr().out
+    assert main(["finetune-sst2", "--train-size", "0"]) == 2  # a clear error, not a traceback
+    assert "train" in capsys.readouterr().err
