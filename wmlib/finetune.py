@@ -248,13 +248,16 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, tot
 # ------------------------------------------------------------------------------------ training
 @dataclass
 class TrainHistory:
-    """What a training run did: the loss and learning rate at every step, and its wall time."""
+    """What a training run did: the loss and learning rate at every step, its wall time, and the
+    CPU time of the process meanwhile (on a shared machine the wall time is inflated by other
+    jobs; the CPU time is what the run would take alone with the same threads)."""
 
     losses: list[float] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
     examples: int = 0
     epochs: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def steps(self) -> int:
@@ -295,7 +298,7 @@ def train_classifier(model: nn.Module, tokenizer, data: LabelledTexts, *, epochs
     sched = linear_warmup_decay(opt, int(warmup * total), total)
     history = TrainHistory(epochs=epochs)
     model.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for batch in progress((b for p in plan for b in p), desc=desc, total=total):
         index = torch.tensor(batch)
         enc = tokenize(tokenizer, [data.texts[i] for i in batch], max_len)
@@ -315,6 +318,7 @@ def train_classifier(model: nn.Module, tokenizer, data: LabelledTexts, *, epochs
         history.lrs.append(sched.get_last_lr()[0])
         history.examples += len(batch)
     history.seconds = time.perf_counter() - start
+    history.cpu_seconds = time.process_time() - cpu_start
     model.eval()
     return history
 
@@ -472,7 +476,8 @@ def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, cache: str = "use", dev
     target = cache_root() / "finetuned" / recipe.key()
     if cache == "use" and (target / "meta.json").exists():
         model, tokenizer, meta = load_classifier(target, device)
-        history = TrainHistory(meta["losses"], meta["lrs"], meta["examples"], recipe.epochs, meta["train_seconds"])
+        history = TrainHistory(meta["losses"], meta["lrs"], meta["examples"], recipe.epochs, meta["train_seconds"],
+                               meta.get("train_cpu_seconds", 0.0))
         return model, tokenizer, {**meta, "history": history, "cached": True, "path": str(target)}
     if train_set is None:
         full = load_sst2("train")
@@ -490,7 +495,9 @@ def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, cache: str = "use", dev
                                lr=recipe.lr, warmup=recipe.warmup, max_len=recipe.max_len, seed=recipe.seed,
                                desc=f"fine-tuning {recipe.model} on {len(train_set)} SST-2 examples")
     meta = {"model": recipe.model, "num_labels": 2, "label_names": list(train_set.label_names),
-            "recipe": asdict(recipe), "train_seconds": history.seconds, "losses": history.losses,
+            "recipe": asdict(recipe), "train_seconds": history.seconds,
+            "train_cpu_seconds": history.cpu_seconds, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "losses": history.losses,
             "lrs": history.lrs, "examples": history.examples, "device": str(next(model.parameters()).device),
             "torch_threads": torch.get_num_threads()}
     if cache != "off":
@@ -527,7 +534,8 @@ def _run_cli(args) -> int:
                         batch_size=args.batch_size, lr=args.lr, max_len=args.max_len, seed=args.seed)
     model, tok, info = fine_tune_sst2(recipe, cache="refresh" if args.force else "use", device=get_device(args.device))
     result = evaluate(model, tok, load_sst2("dev"), max_len=recipe.max_len)
-    how = "loaded from the cache" if info["cached"] else f"trained in {info['train_seconds']:.0f} s"
+    how = ("loaded from the cache" if info["cached"] else
+           f"trained in {info['train_seconds']:.0f} s wall, {info['train_cpu_seconds']:.0f} s CPU")
     print(f"{recipe.key()}: {how}; SST-2 dev accuracy {result.accuracy:.2%} ({len(result.labels)} sentences)")
     print(f"weights: {info['path']}")
     return 0
