@@ -15,6 +15,7 @@ _COMMAND_MODULES = [
     "wmlib.cli_info",
     "wmlib.induction",
     "wmlib.finetune",
+    "wmlib.student",
 ]
 
 
