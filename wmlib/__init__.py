@@ -16,6 +16,7 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache, and their loaders (Setup)
 - :mod:`wmlib.finetune`    fine-tuning an encoder for sentence classification (Chapters 10 and 11)
+- :mod:`wmlib.student`     a smaller student distilled from a fine-tuned classifier; fair latency (Chapter 11)
 - :mod:`wmlib.viz`         attention heatmaps, an offline interactive attention view, other figures
 - :mod:`wmlib.utils`       seeding, device choice, progress bars, timing
 - :mod:`wmlib.exercises`   checkers for the exercises, one module per chapter

@@ -13,10 +13,11 @@ import sys
 # module path -> registers one or more subcommands
 _COMMAND_MODULES = [
     "wmlib.cli_info",
-    "wmlib.finetune",
     "wmlib.induction",
     "wmlib.cli_bench",
     "wmlib.cli_probe",
+    "wmlib.finetune",
+    "wmlib.student",
 ]
 
 
