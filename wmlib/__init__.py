@@ -5,6 +5,8 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.attention`   scaled dot-product and multi-head attention (Chapter 5)
 - :mod:`wmlib.transformer` encoder/decoder blocks and a small GPT (Chapter 5)
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
+- :mod:`wmlib.copy_task`   the copy task, an LSTM baseline and a training loop (Chapter 9)
+- :mod:`wmlib.ntm`         a Neural Turing Machine with an LSTM controller (Chapter 9)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache (Setup)
 - :mod:`wmlib.viz`         attention heatmaps and other figures
