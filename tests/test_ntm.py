@@ -22,6 +22,11 @@ def test_shapes_and_trace():
     assert trace["write_weights"].shape == (3, 7, 12)
     assert trace["erase"].shape == trace["add"].shape == (3, 7, 6)
     assert trace["memory"].shape == (3, 12, 6)
+    assert trace["beta"].shape == trace["gate"].shape == trace["gamma"].shape == (3, 7, 3)
+    assert trace["shift"].shape == (3, 7, 3, 3)
+    assert (trace["beta"] >= 0).all() and (trace["gamma"] >= 1).all()
+    assert ((trace["gate"] >= 0) & (trace["gate"] <= 1)).all()
+    assert torch.allclose(trace["shift"].sum(-1), torch.ones(3, 7, 3), atol=1e-5)
     # every weighting is a probability distribution over the rows
     assert torch.allclose(trace["read_weights"].sum(-1), torch.ones(3, 7, 2), atol=1e-5)
     assert torch.allclose(trace["write_weights"].sum(-1), torch.ones(3, 7), atol=1e-5)

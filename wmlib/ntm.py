@@ -78,7 +78,9 @@ class NTM(nn.Module):
 
     ``forward(x)``: (B, T, input_size) -> logits (B, T, output_size). With ``return_trace=True``
     also returns a dict of per-step tensors: ``read_weights`` (B, T, R, N), ``write_weights``
-    (B, T, N), ``erase`` and ``add`` (B, T, M), and the final ``memory`` (B, N, M).
+    (B, T, N), ``erase`` and ``add`` (B, T, M); every head's addressing parameters ``beta``,
+    ``gate``, ``gamma`` (B, T, H) and ``shift`` (B, T, H, 2·shift_range+1), the read heads first
+    and the write head last; and the final ``memory`` (B, N, M).
     """
 
     def __init__(self, config: NTMConfig):
@@ -120,8 +122,8 @@ class NTM(nn.Module):
         return key, beta, gate, shifts, gamma, torch.sigmoid(e), torch.tanh(a)
 
     def step(self, x: Tensor, state: NTMState) -> tuple[Tensor, NTMState, dict]:
-        """One time step: x (B, input_size) -> logits (B, output_size), the new state, and the
-        step's write/erase/add and read weightings (for plots)."""
+        """One time step: x (B, input_size) -> logits (B, output_size), the new state, and a dict
+        of the step's weightings, erase/add vectors and addressing parameters (for plots)."""
         c, R = self.config, self.config.read_heads
         h, cell = self.controller(torch.cat([x, state.reads.flatten(1)], dim=-1), (state.h, state.c))
         p = self.heads(h).clamp(-c.clip_controller, c.clip_controller)
@@ -136,7 +138,9 @@ class NTM(nn.Module):
         reads = read(memory, w_read)  # (B, R, M)
         logits = self.out(torch.cat([h, reads.flatten(1)], dim=-1))
         new = NTMState(h, cell, reads, torch.cat([w_read, w_write], dim=1), memory)
-        return logits, new, {"read_weights": w_read, "write_weights": w_write[:, 0], "erase": erase, "add": add}
+        info = {"read_weights": w_read, "write_weights": w_write[:, 0], "erase": erase, "add": add,
+                "beta": beta[..., 0], "gate": gate[..., 0], "shift": shifts, "gamma": gamma[..., 0]}
+        return logits, new, info
 
     # -- a whole sequence -------------------------------------------------------------------------
     def forward(self, x: Tensor, return_trace: bool = False):
@@ -149,7 +153,8 @@ class NTM(nn.Module):
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"NTM input has an empty batch or time axis: {tuple(x.shape)}")
         state = self.initial_state(x.shape[0], x.device)
-        outputs, trace = [], {"read_weights": [], "write_weights": [], "erase": [], "add": []}
+        keys = ("read_weights", "write_weights", "erase", "add", "beta", "gate", "shift", "gamma")
+        outputs, trace = [], {key: [] for key in keys}
         for t in range(x.shape[1]):
             y, state, info = self.step(x[:, t], state)
             outputs.append(y)
