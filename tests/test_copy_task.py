@@ -73,10 +73,20 @@ def test_training_reduces_the_error_and_evaluation_is_per_length():
     task = CopyTask(bits=4, max_len=2)
     lstm = LSTMBaseline(task.input_size, task.output_size, hidden_size=32)
     before = evaluate_copy(lstm, task, [1, 2], n=64, generator=torch.Generator().manual_seed(1))
-    curve = train_copy(lstm, task, 300, batch_size=16, lr=1e-2, generator=torch.Generator().manual_seed(0),
-                       log_every=100)
+    log = train_copy(lstm, task, 300, batch_size=16, lr=1e-2, generator=torch.Generator().manual_seed(0),
+                     log_every=100, lr_drop=(0.2, 0.1))
     after = evaluate_copy(lstm, task, [1, 2], n=64, generator=torch.Generator().manual_seed(1))
-    assert [s for s, _ in curve] == [100, 200, 300]
+    assert [s for s, _ in log["curve"]] == [100, 200, 300]
+    assert all(0 <= e <= 1 for _, e in log["curve"])
+    drop = log["lr_drop_step"]  # the first log point whose error was under the threshold
+    assert drop == next((s for s, e in log["curve"] if e < 0.2), None)
     assert set(after) == {1, 2}
     assert after[1] < 0.25 * before[1] and after[2] < 0.5 * before[2], (before, after)
     assert lstm.training  # evaluation puts the model back in training mode
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(steps=-1), "steps"), (dict(steps=5, lr_drop=(0.2,)), "lr_drop"),
+                                           (dict(steps=5, lr_drop=(0.2, 2.0)), "lr_drop")])
+def test_train_copy_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train_copy(LSTMBaseline(9, 8, 4), CopyTask(), **kwargs)

@@ -118,38 +118,51 @@ def train_copy(
     batch_size: int = 16,
     lr: float = 1e-3,
     clip: float = 10.0,
+    lr_drop: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     desc: str = "training",
     log_every: int = 50,
-) -> list[tuple[int, float]]:
-    """Train ``model`` on ``task`` with Adam and gradient-norm clipping; return the learning curve.
+) -> dict:
+    """Train ``model`` on ``task`` with Adam and gradient-norm clipping.
 
     Each step draws one batch of a random length in ``[task.min_len, task.max_len]``; the loss is
-    the binary cross-entropy on the output steps. The curve is a list of ``(step, mean bits
-    wrong per sequence over the last log_every batches)``.
+    the binary cross-entropy on the output steps. ``lr_drop=(threshold, factor)`` multiplies the
+    learning rate by ``factor``, once, at the first log point where the fraction of wrong bits
+    over the last ``log_every`` steps is below ``threshold``: a large rate finds the solution
+    quickly, a small one keeps it stable afterwards.
+
+    Returns ``{"curve": [(step, fraction of bits wrong over the last log_every steps), ...],
+    "lr_drop_step": step or None}``.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be non-negative, got {steps}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if lr_drop is not None and not (len(lr_drop) == 2 and 0 < lr_drop[0] <= 1 and 0 < lr_drop[1] <= 1):
+        raise ValueError(f"lr_drop must be (threshold in (0, 1], factor in (0, 1]), got {lr_drop!r}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    curve, window = [], []
+    curve, window, drop_step = [], [], None
     for step in progress(range(1, steps + 1), desc=desc):
         x, y, mask = task.sample(batch_size, generator=generator)
         x, y = x.to(device), y.to(device)
         logits = model(x)
         loss = F.binary_cross_entropy_with_logits(logits[:, mask], y[:, mask])
+        if not math.isfinite(loss.item()):
+            raise RuntimeError(f"the loss became {loss.item()} at step {step}: lower lr or clip")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
-        window.append(bit_errors(logits.detach(), y, mask).mean().item())
+        window.append(bit_errors(logits.detach(), y, mask).mean().item() / (task.bits * int(mask.sum())))
         if step % log_every == 0 or step == steps:
-            curve.append((step, sum(window) / len(window)))
+            error = sum(window) / len(window)
+            curve.append((step, error))
             window = []
-        if not math.isfinite(loss.item()):
-            raise RuntimeError(f"the loss became {loss.item()} at step {step}: lower lr or clip")
-    return curve
+            if lr_drop is not None and drop_step is None and error < lr_drop[0]:
+                for group in opt.param_groups:
+                    group["lr"] *= lr_drop[1]
+                drop_step = step
+    return {"curve": curve, "lr_drop_step": drop_step}
 
 
 @torch.no_grad()
