@@ -126,3 +126,26 @@ def test_gradients_reach_every_parameter():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_write_mask_skips_writes():
+    ntm = small()
+    x = torch.randn(2, 5, 5)
+    logits, trace = ntm(x, return_trace=True)
+    full_mask_logits = ntm(x, write_mask=torch.ones(5, dtype=torch.bool))
+    assert torch.equal(full_mask_logits, logits)  # an all-True mask changes nothing
+    _, off = ntm(x, return_trace=True, write_mask=torch.zeros(5, dtype=torch.bool))
+    assert torch.allclose(off["memory"], torch.full((2, 12, 6), ntm.config.memory_init))
+    # per sequence: only the second sequence writes
+    mask = torch.tensor([[False] * 5, [True] * 5])
+    _, mixed = ntm(x, return_trace=True, write_mask=mask)
+    assert torch.allclose(mixed["memory"][0], off["memory"][0]) and torch.allclose(mixed["memory"][1], trace["memory"][1])
+
+
+@pytest.mark.parametrize("mask, error, match", [
+    (torch.ones(4, dtype=torch.bool), ValueError, r"\(5,\) or \(2, 5\)"),
+    (torch.ones(5), TypeError, "bool"),
+])
+def test_bad_write_mask(mask, error, match):
+    with pytest.raises(error, match=match):
+        small()(torch.randn(2, 5, 5), write_mask=mask)

@@ -121,9 +121,12 @@ class NTM(nn.Module):
         gamma = 1.0 + F.softplus(head[..., M + 2 + S :])  # (B, H, 1), γ >= 1
         return key, beta, gate, shifts, gamma, torch.sigmoid(e), torch.tanh(a)
 
-    def step(self, x: Tensor, state: NTMState) -> tuple[Tensor, NTMState, dict]:
+    def step(self, x: Tensor, state: NTMState, may_write: Tensor | None = None) -> tuple[Tensor, NTMState, dict]:
         """One time step: x (B, input_size) -> logits (B, output_size), the new state, and a dict
-        of the step's weightings, erase/add vectors and addressing parameters (for plots)."""
+        of the step's weightings, erase/add vectors and addressing parameters (for plots).
+
+        ``may_write`` (B,) bool, optional: where False the write leaves the memory unchanged (an
+        ablation, to measure what the writes of a given step contribute)."""
         c, R = self.config, self.config.read_heads
         h, cell = self.controller(torch.cat([x, state.reads.flatten(1)], dim=-1), (state.h, state.c))
         p = self.heads(h).clamp(-c.clip_controller, c.clip_controller)
@@ -133,6 +136,8 @@ class NTM(nn.Module):
         w_write = address(state.memory, key[:, sl], beta[:, sl], gate[:, sl], shifts[:, sl], gamma[:, sl],
                           state.weights[:, sl])  # (B, 1, N)
         memory = write(state.memory, w_write[:, 0], erase, add)
+        if may_write is not None:
+            memory = torch.where(may_write[:, None, None], memory, state.memory)
         sl = slice(0, R)
         w_read = address(memory, key[:, sl], beta[:, sl], gate[:, sl], shifts[:, sl], gamma[:, sl], state.weights[:, sl])  # (B, R, N)
         reads = read(memory, w_read)  # (B, R, M)
@@ -143,7 +148,12 @@ class NTM(nn.Module):
         return logits, new, info
 
     # -- a whole sequence -------------------------------------------------------------------------
-    def forward(self, x: Tensor, return_trace: bool = False):
+    def forward(self, x: Tensor, return_trace: bool = False, write_mask: Tensor | None = None):
+        """Run the NTM over ``x`` (B, T, input_size); see the class docstring for what it returns.
+
+        ``write_mask``: optional bool tensor (T,) or (B, T); where False, that step's write is
+        skipped (the memory is left unchanged). For ablations only: training uses every write.
+        """
         c = self.config
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != c.input_size:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -152,11 +162,18 @@ class NTM(nn.Module):
             raise TypeError(f"NTM input must be a float tensor, got {x.dtype}; use x.float()")
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"NTM input has an empty batch or time axis: {tuple(x.shape)}")
-        state = self.initial_state(x.shape[0], x.device)
+        B, T = x.shape[:2]
+        if write_mask is not None:
+            if not isinstance(write_mask, Tensor) or write_mask.dtype != torch.bool:
+                raise TypeError(f"write_mask must be a bool tensor of shape ({T},) or ({B}, {T})")
+            if write_mask.shape not in ((T,), (B, T)):
+                raise ValueError(f"write_mask must have shape ({T},) or ({B}, {T}), got {tuple(write_mask.shape)}")
+            write_mask = write_mask.to(x.device).expand(B, T)
+        state = self.initial_state(B, x.device)
         keys = ("read_weights", "write_weights", "erase", "add", "beta", "gate", "shift", "gamma")
         outputs, trace = [], {key: [] for key in keys}
         for t in range(x.shape[1]):
-            y, state, info = self.step(x[:, t], state)
+            y, state, info = self.step(x[:, t], state, None if write_mask is None else write_mask[:, t])
             outputs.append(y)
             if return_trace:
                 for key in trace:
