@@ -13,6 +13,8 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.kv_cache`    the KV cache: cached decoding, memory per token, eviction policies (Chapter 7)
 - :mod:`wmlib.cli_bench`   ``wmlib bench kv-cache``: cached vs uncached decoding vs ``generate`` (Chapter 7)
 - :mod:`wmlib.probes`      working-memory probes: needle, lost in the middle, n-back, digit span (Chapter 14)
+- :mod:`wmlib.copy_task`   the copy task, an LSTM baseline and a training loop (Chapter 9)
+- :mod:`wmlib.ntm`         a Neural Turing Machine with an LSTM controller (Chapter 9)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache, and their loaders (Setup)
 - :mod:`wmlib.finetune`    fine-tuning an encoder for sentence classification (Chapters 10 and 11)
