@@ -62,8 +62,10 @@ def test_bad_inputs_are_explained():
         kv_cache_bytes_per_token({"num_attention_heads": 4, "hidden_size": 8})
     with pytest.raises(ValueError, match="not a multiple"):
         kv_cache_bytes_per_token(dict(SMOLLM2_135M, num_key_value_heads=4))
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(ValueError, match="unknown dtype name"):
         kv_cache_bytes_per_token(SMOLLM2_135M, "float13")
+    with pytest.raises(TypeError, match="dtype"):
+        kv_cache_bytes_per_token(SMOLLM2_135M, 4)
     model = tiny_llama()
     with pytest.raises(ValueError, match=r"shape \(batch, tokens\)"):
         measure_kv_cache(model, torch.zeros(5, dtype=torch.long))
@@ -71,3 +73,14 @@ def test_bad_inputs_are_explained():
         measure_kv_cache(model, torch.zeros(1, 5))
     with pytest.raises(ValueError, match="no tokens"):
         measure_kv_cache(model, torch.zeros(1, 0, dtype=torch.long))
+
+
+def test_cli_prints_formula_and_measurement(capsys):
+    from wmlib.cli import main
+
+    assert main(["kv-cache", "--context", "1000", "--measure", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "46,080 bytes per token" in out and "ratio to the formula 1.000" in out
+    assert main(["kv-cache", "--dtype", "bfloat16", "--context", "1000"]) == 0
+    assert "23,040 bytes per token" in capsys.readouterr().out
+    assert main(["kv-cache", "--dtype", "float13"]) != 0

@@ -2,6 +2,8 @@
 
 Each module is named after the idea it teaches and is introduced by one chapter:
 
+- :mod:`wmlib.kv_memory`   KV-cache bytes per token, from the config and measured (Chapter 1)
+- :mod:`wmlib.knowledge`   a fact set; knowledge in weights vs context, override rates (Chapter 2)
 - :mod:`wmlib.attention`   scaled dot-product and multi-head attention (Chapter 5)
 - :mod:`wmlib.transformer` encoder/decoder blocks and a small GPT (Chapter 5)
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
