@@ -1,5 +1,5 @@
 """The KV cache as a language model's working memory: its size per token, predicted and measured
-(Chapter 1; Chapter 7 builds on it).
+(Chapter 1; Chapter 7 builds and manages a cache by hand).
 
 A decoder keeps, for every token it has read, one key and one value vector per layer and per
 *key-value* head. With grouped-query attention (GQA) several query heads share one KV head, so the
