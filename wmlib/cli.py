@@ -15,6 +15,7 @@ _COMMAND_MODULES = [
     "wmlib.cli_info",
     "wmlib.kv_memory",
     "wmlib.induction",
+    "wmlib.cli_probe",
 ]
 
 
