@@ -2,6 +2,8 @@
 
 Each module is named after the idea it teaches and is introduced by one chapter:
 
+- :mod:`wmlib.kv_memory`   KV-cache bytes per token, from the config and measured (Chapter 1)
+- :mod:`wmlib.knowledge`   a fact set; knowledge in weights vs context, override rates (Chapter 2)
 - :mod:`wmlib.positional`  sinusoidal positional encodings and rotary embeddings, RoPE (Chapter 3)
 - :mod:`wmlib.addressing`  NTM memory addressing, soft reads and erase/add writes (Chapter 4)
 - :mod:`wmlib.distillation` knowledge-distillation losses with soft and hard targets (Chapter 4)
