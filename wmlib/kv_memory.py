@@ -76,9 +76,10 @@ def kv_cache_bytes_per_token(config, dtype=torch.float32) -> int:
     ``config``: a transformers config (``model.config``) or a dict with the same keys; ``dtype``: the
     cache's element type (a torch.dtype or a name such as ``"bfloat16"``).
     """
+    from .kv_cache import kv_bytes_per_token  # the same formula, from shapes (Chapter 7)
+
     layers, kv_heads, head_dim = kv_shape_from_config(config)
-    element = torch.empty((), dtype=_as_dtype(dtype)).element_size()
-    return 2 * layers * kv_heads * head_dim * element
+    return kv_bytes_per_token(layers, kv_heads, head_dim, _as_dtype(dtype))
 
 
 def cache_tensors(past_key_values) -> list[tuple[torch.Tensor, torch.Tensor]]:
