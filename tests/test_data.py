@@ -99,3 +99,64 @@ def test_download_verifies_and_extracts(tmp_path, monkeypatch):
 def test_unknown_file():
     with pytest.raises(DataNotAvailable, match="Known data sets"):
         data.fetch("imagenet/train.tar")
+
+
+# ------------------------------------------------------------------ SST-2 and Financial PhraseBank
+from wmlib.data import LabelledTexts, load_financial_phrasebank, load_sst2  # noqa: E402
+
+
+def test_sst2_counts_and_format():
+    train, dev = load_sst2("train"), load_sst2("dev")
+    assert (len(train), len(dev)) == (67_349, 872)
+    assert train.counts() == {"negative": 29_780, "positive": 37_569}
+    assert dev.counts() == {"negative": 428, "positive": 444}
+    assert dev.texts[0] == "it 's a charming and often affecting journey ." and dev.labels[0] == 1
+    # the space GLUE leaves before the tab is stripped, and quote characters survive (QUOTE_NONE)
+    assert not any(t != t.strip() for t in train.texts[:5000])
+    assert any("``" in t or "''" in t for t in dev.texts)
+    assert load_sst2("validation").texts == dev.texts
+
+
+def test_phrasebank_counts_encoding_and_labels():
+    allagree, fifty = load_financial_phrasebank("all"), load_financial_phrasebank("50")
+    assert allagree.counts() == {"negative": 303, "neutral": 1391, "positive": 570}
+    assert fifty.counts() == {"negative": 604, "neutral": 2879, "positive": 1363}
+    assert set(allagree.texts) <= set(fifty.texts)
+    assert not any(t.endswith(("@neutral", "@positive", "@negative")) for t in allagree.texts)
+    assert load_financial_phrasebank("AllAgree").texts == allagree.texts
+    assert load_financial_phrasebank(50).labels == fifty.labels
+
+
+def test_sentence_loaders_reject_bad_arguments():
+    with pytest.raises(ValueError, match="'train' or 'dev'"):
+        load_sst2("test")
+    with pytest.raises(ValueError, match="'all' or '50'"):
+        load_financial_phrasebank("75")
+
+
+def test_labelled_texts_subset_and_checks():
+    import torch
+
+    d = LabelledTexts(["a", "b", "c", "d"], [0, 1, 0, 1], ("neg", "pos"))
+    s1 = d.subset(3, torch.Generator().manual_seed(0))
+    s2 = d.subset(3, torch.Generator().manual_seed(0))
+    assert s1.texts == s2.texts and len(set(s1.texts)) == 3
+    assert all(d.labels[d.texts.index(t)] == y for t, y in zip(s1.texts, s1.labels))
+    assert d.subset(2).texts == ["a", "b"]
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        d.subset(5)
+    with pytest.raises(ValueError, match="2 texts but 1 labels"):
+        LabelledTexts(["a", "b"], [0], ("neg", "pos"))
+    with pytest.raises(ValueError, match="labels must lie in 0..1"):
+        LabelledTexts(["a"], [2], ("neg", "pos"))
+
+
+def test_phrasebank_malformed_line_is_reported(empty_data_dir, monkeypatch):
+    from pathlib import Path
+
+    bad = empty_data_dir / "bad.txt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes("Profit rose .@positive\nno label here\n".encode("iso-8859-1"))
+    monkeypatch.setattr(data, "fetch", lambda rel: Path(bad))
+    with pytest.raises(ValueError, match="line 2: expected 'sentence@label'"):
+        load_financial_phrasebank("all")

@@ -1,4 +1,5 @@
-"""Data sets in a checksummed cache, and the bAbI loader (Setup, Chapter 8).
+"""Data sets in a checksummed cache, and their loaders: bAbI (Chapter 8), SST-2 and the Financial
+PhraseBank (Chapters 10 and 11).
 
 The cache is a folder laid out like the book's ``shared/data`` folder::
 
@@ -29,6 +30,7 @@ from pathlib import Path
 __all__ = [
     "cache_root", "data_dir", "fetch", "DataNotAvailable", "DataIntegrityError",
     "BABI_TASKS", "BabiExample", "load_babi",
+    "LabelledTexts", "load_sst2", "load_financial_phrasebank",
 ]
 
 
@@ -297,3 +299,91 @@ def load_babi(task, split: str = "train", size: str = "1k") -> list[BabiExample]
         raise ValueError(f"size must be '1k' or '10k', got {size!r}")
     rel = f"babi/tasks_1-20_v1-2/{folders[size]}/qa{n}_{BABI_TASKS[n]}_{split}.txt"
     return parse_babi(fetch(rel).read_text(encoding="ascii"), task=n)
+
+
+# --------------------------------------------------------------------- sentence classification
+@dataclass(frozen=True)
+class LabelledTexts:
+    """Sentences with integer labels: ``texts[i]`` has label ``labels[i]``, whose name is
+    ``label_names[labels[i]]``."""
+
+    texts: list[str]
+    labels: list[int]
+    label_names: tuple[str, ...]
+    name: str = ""
+
+    def __post_init__(self):
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        bad = [y for y in self.labels if not 0 <= y < len(self.label_names)]
+        if bad:
+            raise ValueError(f"labels must lie in 0..{len(self.label_names) - 1} ({self.label_names}); got {bad[:5]}")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def counts(self) -> dict[str, int]:
+        """Examples per class, by label name."""
+        return {name: sum(y == i for y in self.labels) for i, name in enumerate(self.label_names)}
+
+    def subset(self, n: int, generator=None) -> "LabelledTexts":
+        """``n`` examples drawn without replacement (in a random order set by the torch
+        ``generator``; the first ``n`` in file order when ``generator`` is None)."""
+        if not 0 < n <= len(self):
+            raise ValueError(f"n must be between 1 and {len(self)} (the size of {self.name or 'the set'}), got {n}")
+        if generator is None:
+            idx = list(range(n))
+        else:
+            import torch
+
+            idx = torch.randperm(len(self), generator=generator)[:n].tolist()
+        return LabelledTexts([self.texts[i] for i in idx], [self.labels[i] for i in idx], self.label_names,
+                             f"{self.name}[{n}]")
+
+
+def load_sst2(split: str = "train") -> LabelledTexts:
+    """SST-2 as in GLUE {Socher et al. 2013; Wang et al. 2019}: ``split`` "train" (67,349 phrases and
+    sentences) or "dev" (872 sentences); labels 0 = negative, 1 = positive. The text is GLUE's:
+    lower-cased and tokenised ("it 's", "do n't")."""
+    import csv
+
+    files = {"train": "sst2/train.tsv", "dev": "sst2/dev.tsv", "validation": "sst2/dev.tsv"}
+    if split not in files:
+        raise ValueError(f"split must be 'train' or 'dev', got {split!r} (the GLUE test split has no public labels)")
+    texts, labels = [], []
+    with open(fetch(files[split]), encoding="utf-8", newline="") as f:
+        # QUOTE_NONE: the sentences contain quote characters (`` and '') that are not CSV quoting.
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        if header != ["sentence", "label"]:
+            raise ValueError(f"{files[split]}: unexpected header {header}")
+        for row in reader:
+            texts.append(row[0].strip())  # every GLUE sentence ends with a space before the tab
+            labels.append(int(row[1]))
+    return LabelledTexts(texts, labels, ("negative", "positive"), f"sst2/{'dev' if split != 'train' else split}")
+
+
+PHRASEBANK_LABELS = ("negative", "neutral", "positive")
+
+
+def load_financial_phrasebank(agree: str = "all") -> LabelledTexts:
+    """The Financial PhraseBank v1.0 {Malo et al. 2014}: sentences from financial news labelled
+    from an investor's point of view. ``agree="all"``: the 2,264 sentences all annotators agreed
+    on; ``"50"``: the 4,846 sentences a majority agreed on. Labels 0 = negative, 1 = neutral,
+    2 = positive."""
+    files = {"all": "Sentences_AllAgree.txt", "50": "Sentences_50Agree.txt"}
+    agree = str(agree).lower().removesuffix("agree").removesuffix("%")
+    if agree not in files:
+        raise ValueError(f"agree must be 'all' or '50', got {agree!r} (the 66 % and 75 % files are not included)")
+    rel = f"financial_phrasebank/{files[agree]}"
+    texts, labels = [], []
+    # The release is Latin-1, not UTF-8; each line is `sentence@label`, split on the last @.
+    for lineno, line in enumerate(fetch(rel).read_text(encoding="iso-8859-1").splitlines(), start=1):
+        if not line.strip():
+            continue
+        sentence, sep, label = line.rpartition("@")
+        if not sep or label.strip() not in PHRASEBANK_LABELS:
+            raise ValueError(f"{rel} line {lineno}: expected 'sentence@label', got {line[:80]!r}")
+        texts.append(sentence.strip())
+        labels.append(PHRASEBANK_LABELS.index(label.strip()))
+    return LabelledTexts(texts, labels, PHRASEBANK_LABELS, f"phrasebank/{agree}agree")
