@@ -7,6 +7,10 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache (Setup)
+- :mod:`wmlib.icl`         in-context classification: prompts, label scoring, calibration (Chapter 12)
+- :mod:`wmlib.sentence_embeddings` mean-pooled sentence vectors from MiniLM (Chapters 12 and 13)
+- :mod:`wmlib.customer_dialogues`  scripted multi-session support conversations (Chapter 13)
+- :mod:`wmlib.conversation_memory` buffer, window, summary and retrieval memories (Chapter 13)
 - :mod:`wmlib.viz`         attention heatmaps and other figures
 - :mod:`wmlib.utils`       seeding, device choice, progress bars, timing
 - :mod:`wmlib.exercises`   checkers for the exercises, one module per chapter
