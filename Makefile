@@ -77,7 +77,7 @@ editions: $(STAMP)
 
 # Chapter run times, QUICK and full (the budgets of CURRICULUM.md); prints a table.
 bench: $(STAMP)
-	$(PY) book/tools/benchmark.py
+	$(PY) book/tools/benchmark.py $(BENCH_ARGS)
 
 # Rewrite each chapter's set-up cell from _config.yml (the repository URL lives there only).
 sync: $(STAMP)

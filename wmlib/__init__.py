@@ -10,6 +10,7 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
 - :mod:`wmlib.attention_maps` reading a pretrained model's attention weights; attention sinks (Chapter 6)
 - :mod:`wmlib.induction`   induction heads: the repeated-random-tokens test, head ablation (Chapter 6)
+- :mod:`wmlib.probes`      working-memory probes: needle, lost in the middle, n-back, digit span (Chapter 14)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache (Setup)
 - :mod:`wmlib.icl`         in-context classification: prompts, label scoring, calibration (Chapter 12)

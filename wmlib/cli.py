@@ -14,6 +14,7 @@ import sys
 _COMMAND_MODULES = [
     "wmlib.cli_info",
     "wmlib.induction",
+    "wmlib.cli_probe",
 ]
 
 

@@ -4,9 +4,13 @@ budgets of CURRICULUM.md, and the load time of the packaged models (cold and cac
     python book/tools/benchmark.py                     # every chapter, QUICK and full, and models
     python book/tools/benchmark.py --mode quick ch05   # chapters whose file name contains "ch05"
     python book/tools/benchmark.py --json bench.json   # also write the figures as JSON
+    python book/tools/benchmark.py --from-builds       # read the times of the last `make test`
+                                                       # (QUICK) and `make book` (full) runs
 
 Budgets on a 2-core CPU: QUICK <= 90 s, full <= 360 s per chapter. The machine should be otherwise
-idle: the figures are wall-clock times.
+idle: the figures are wall-clock times. With --from-builds nothing is executed: QUICK times come from
+papermill's record in the notebooks `make test` executed (_build/test-notebooks), full times from the
+execution cache of `make book` (_build/.jupyter_cache).
 """
 
 from __future__ import annotations
@@ -40,6 +44,26 @@ def run_chapter(path: Path, quick: bool) -> tuple[float, str]:
         return time.perf_counter() - start, status
 
 
+def recorded_times(root: Path) -> dict[str, dict[str, float]]:
+    """Chapter run times recorded by the last test run (QUICK) and book build (full), by file stem."""
+    import nbformat
+
+    out: dict[str, dict[str, float]] = {}
+    for nb_path in sorted((root / "_build" / "test-notebooks").glob("ch*.ipynb")):
+        seconds = nbformat.read(nb_path, 4).metadata.get("papermill", {}).get("duration")
+        if seconds is not None:
+            out.setdefault(nb_path.stem, {})["quick"] = float(seconds)
+    cache = root / "_build" / ".jupyter_cache"
+    if cache.exists():
+        from jupyter_cache import get_cache
+
+        for rec in get_cache(str(cache)).list_cache_records():
+            seconds = (rec.data or {}).get("execution_seconds")
+            if seconds is not None:
+                out.setdefault(Path(rec.uri).stem, {})["full"] = float(seconds)
+    return out
+
+
 def model_load_times() -> dict[str, float]:
     """Seconds to load each packaged model in a fresh process: the first call (which may convert a
     GGUF file when the cache is empty) and a second call (from the cache)."""
@@ -63,6 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=["quick", "full", "both"], default="both")
     ap.add_argument("--no-models", action="store_true", help="skip the model load timings")
     ap.add_argument("--json", type=Path, help="write the results to this file")
+    ap.add_argument("--from-builds", action="store_true",
+                    help="report the times recorded by the last `make test` and `make book` instead of running")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("WMLIB_PROGRESS", "off")
@@ -73,15 +99,22 @@ def main(argv=None) -> int:
     print(f"{len(chapters)} chapters, modes {modes}, {os.cpu_count()} CPUs, load average {load:.2f}")
     results: dict = {"chapters": {}, "models": {}, "cpus": os.cpu_count(), "load_before": load}
     print(f"{'chapter':45s} {'mode':6s} {'seconds':>8s} {'budget':>7s}  status")
+    recorded = recorded_times(Path(__file__).resolve().parents[2]) if args.from_builds else {}
     for path in chapters:
         for mode in modes:
-            seconds, status = run_chapter(path, quick=(mode == "quick"))
+            if args.from_builds:
+                if mode not in recorded.get(path.stem, {}):
+                    print(f"{path.stem:45s} {mode:6s} {'-':>8s} {BUDGET[mode]:7.0f}  not recorded")
+                    continue
+                seconds, status = recorded[path.stem][mode], "ok (recorded)"
+            else:
+                seconds, status = run_chapter(path, quick=(mode == "quick"))
             within = seconds <= BUDGET[mode]
             results["chapters"].setdefault(path.stem, {})[mode] = {
                 "seconds": round(seconds, 1), "within_budget": within, "status": status}
             flag = "" if within else "  OVER BUDGET"
             print(f"{path.stem:45s} {mode:6s} {seconds:8.1f} {BUDGET[mode]:7.0f}  {status}{flag}", flush=True)
-    if not args.no_models:
+    if not args.no_models and not args.from_builds:
         for what, seconds in model_load_times().items():
             results["models"][what] = round(seconds, 2)
             print(f"{what:45s} {seconds:8.2f} s")
