@@ -5,6 +5,7 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.attention`   scaled dot-product and multi-head attention (Chapter 5)
 - :mod:`wmlib.transformer` encoder/decoder blocks and a small GPT (Chapter 5)
 - :mod:`wmlib.synthetic`   synthetic working-memory tasks such as associative recall (Chapter 5)
+- :mod:`wmlib.memn2n`      end-to-end memory networks on bAbI (Chapter 8; ``wmlib babi``)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache (Setup)
 - :mod:`wmlib.viz`         attention heatmaps and other figures

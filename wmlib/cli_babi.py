@@ -84,7 +84,7 @@ def run_babi(tasks, cfg, size="1k", joint=False, workers=1, threads=1, log=print
         rows = {}
         for t in progress(tasks, desc="bAbI tasks"):
             rows[t] = _worker(t, asdict(cfg), size, threads)
-            log(f"  task {t:2d}: test error {rows[t]['test_error']:5.1f} %  ({rows[t]['seconds']:.0f} s)")
+            log(f"  task {t:2d}: test error {rows[t]['test_error']:5.1f} %  ({rows[t]['seconds']:.0f} s)", flush=True)
         extra = {}
     else:
         import multiprocessing as mp
@@ -97,9 +97,10 @@ def run_babi(tasks, cfg, size="1k", joint=False, workers=1, threads=1, log=print
             for fut in progress(as_completed(futures), desc="bAbI tasks", total=len(futures)):
                 r = fut.result()
                 rows[r["task"]] = r
-                log(f"  task {r['task']:2d}: test error {r['test_error']:5.1f} %  ({r['seconds']:.0f} s)")
+                log(f"  task {r['task']:2d}: test error {r['test_error']:5.1f} %  ({r['seconds']:.0f} s)", flush=True)
         extra = {}
     rows = {t: rows[t] for t in sorted(rows)}
+    cpu = extra["joint"]["cpu_seconds"] if joint else sum(r["cpu_seconds"] for r in rows.values())
     mean = sum(r["test_error"] for r in rows.values()) / len(rows)
     ref = REFERENCE_ERROR_JOINT if joint else REFERENCE_ERROR
     return {
@@ -109,6 +110,7 @@ def run_babi(tasks, cfg, size="1k", joint=False, workers=1, threads=1, log=print
         "reference_mean_error": round(sum(ref[t] for t in rows) / len(rows), 2),
         "mode": "joint" if joint else "per-task", "size": size, "config": asdict(cfg), **extra,
         "wall_seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds_training": round(cpu, 1),
         "machine": {"cpu_count": os.cpu_count(), "workers": workers, "threads": threads,
                     "load_average_before": load_before, "load_average_after": _load(),
                     "python": platform.python_version(), "torch": torch.__version__},
@@ -132,8 +134,8 @@ def format_table(results: dict) -> str:
         lines.append(f"{t:>4}  {r['name']:24s} {r['test_error']:10.1f} {r['reference_error']:10.1f}   {hops}")
     lines.append("-" * 96)
     lines.append(f"{'mean':>4}  {'':24s} {results['mean_test_error']:10.2f} {results['reference_mean_error']:10.2f}")
-    lines.append(f"failed tasks (error > 5 %): {results['failed_tasks']}; wall time {results['wall_seconds']:.0f} s; "
-                 f"load average before/after {results['machine']['load_average_before']} / "
+    lines.append(f"failed tasks (error > 5 %): {results['failed_tasks']}; wall time {results['wall_seconds']:.0f} s, "
+                 f"training CPU time {results['cpu_seconds_training']:.0f} s; load average before/after {results['machine']['load_average_before']} / "
                  f"{results['machine']['load_average_after']}")
     lines.append("reference: the original MemN2N code (3 hops, PE LS RN), as benchmarked in Khuc's MemN2N-babi-python")
     return "\n".join(lines)

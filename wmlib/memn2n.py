@@ -32,6 +32,7 @@ import copy
 import math
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -42,7 +43,8 @@ from torch import nn
 __all__ = [
     "tokenize", "BabiVocab", "BabiData", "vectorize", "position_encoding", "MemN2N",
     "TrainConfig", "TrainResult", "train_memn2n", "evaluate", "prepare_task", "prepare_joint",
-    "split_train_val", "random_noise_time", "hop_support", "train_task", "train_joint", "REFERENCE_ERROR",
+    "split_train_val", "random_noise_time", "hop_support", "train_task", "train_joint", "add_distractors",
+    "REFERENCE_ERROR",
     "REFERENCE_ERROR_JOINT",
 ]
 
@@ -445,14 +447,17 @@ class TrainConfig:
     temporal: bool = True
     random_noise: float = 0.1  # RN: probability of an empty memory before each real one
     linear_start: bool = True
-    ls_max_epochs: int = 20  # LS ends when the validation loss stops decreasing, at the latest here
-    ls_patience: int = 3  # ... "stops decreasing": no new minimum for this many epochs
+    ls_max_epochs: int = 20  # linear start lasts this many epochs, as in the original code, ...
+    ls_patience: int = 20  # ... or ends earlier once the validation loss has not reached a new
+    #                        minimum for this many epochs (the paper's wording; 3 was worse on tasks 2, 8)
     epochs: int = 100  # epochs with the softmax (after linear start)
     lr: float = 0.01
     ls_lr: float = 0.005
     decay_every: int = 25  # halve the learning rate every this many epochs
     batch_size: int = 32
     max_grad_norm: float = 40.0
+    clip: str = "matrix"  # clip each tied matrix (with its temporal rows) separately, as the original
+    #                       code does; "model": the whole gradient of a copy
     restarts: int = 1  # independent copies trained side by side; the best on validation is kept
     init_std: float = 0.1
     seed: int = 0
@@ -467,11 +472,25 @@ class TrainResult:
     best_epoch: torch.Tensor  # (copies,) epoch (counted from the start) of each copy's best weights
     ls_epochs: torch.Tensor  # (copies,) epochs spent in linear start
     history: list = field(default_factory=list)  # per epoch: train loss, val error and loss per copy
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall-clock time
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads): robust to a busy machine
 
     @property
     def best_model(self) -> MemN2N:
         return self.model.select(self.best)
+
+
+@contextmanager
+def _one_cpu_thread(device):
+    """MemN2N's tensors are small: on a CPU one thread is several times faster than two, and
+    much faster on a busy machine, where threads wait for each other. Restores the setting."""
+    before = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()
@@ -479,6 +498,11 @@ def evaluate(model: MemN2N, data: BabiData, batch_size: int = 1000) -> dict:
     """Error (fraction wrong) and mean cross-entropy of every copy on ``data``; also the
     predictions (C, N) and the attention (hops, C, N, M)."""
     device = model.embed.device
+    with _one_cpu_thread(device):
+        return _evaluate(model, data, batch_size, device)
+
+
+def _evaluate(model, data, batch_size, device):
     errs, losses, preds, atts = [], [], [], []
     for start in range(0, len(data), batch_size):
         part = data.subset(slice(start, start + batch_size)).to(device)
@@ -500,16 +524,22 @@ def train_memn2n(train: BabiData, val: BabiData, vocab_size: int, config: TrainC
     recipe: batches of 32, gradient norm clipped to 40 (per copy), learning rate halved every 25
     epochs; linear start (LS) first if enabled, per copy, until its validation loss stops
     decreasing. Each copy keeps the weights of its best validation epoch (softmax phase)."""
+    with _one_cpu_thread(device):
+        return _train(train, val, vocab_size, config or TrainConfig(), device, desc)
+
+
+def _train(train, val, vocab_size, cfg, device, desc):
     from .utils import progress
 
-    cfg = config or TrainConfig()
     if len(train) == 0 or len(val) == 0:
         raise ValueError("train and val must both hold examples")
+    if cfg.clip not in ("matrix", "model"):
+        raise ValueError(f"config.clip must be 'matrix' or 'model', got {cfg.clip!r}")
     memory_size = max(train.memory_size, val.memory_size) if cfg.trim_memory else cfg.memory_size
     if memory_size > cfg.memory_size:
         raise ValueError(f"the data hold up to {memory_size} memories but config.memory_size is "
                          f"{cfg.memory_size}: vectorize them with memory_size={cfg.memory_size}")
-    start_time = time.perf_counter()
+    start_time, start_cpu = time.perf_counter(), time.process_time()
     g = torch.Generator().manual_seed(cfg.seed)
     C = cfg.restarts
     model = MemN2N(vocab_size, cfg.dim, cfg.hops, memory_size, cfg.encoding, cfg.temporal, C,
@@ -552,12 +582,16 @@ def train_memn2n(train: BabiData, val: BabiData, vocab_size: int, config: TrainC
             model.zero_grad(set_to_none=True)
             loss.sum().backward()  # copies share no parameter: each gets the gradient of its own loss
             with torch.no_grad():
-                norm = torch.sqrt(sum(p.grad.pow(2).flatten(1).sum(-1) for p in params))  # (C,)
-                scale = lr * torch.clamp(cfg.max_grad_norm / (norm + 1e-12), max=1.0)
+                # squared gradient norm of each copy's matrix E_k (with T_k): (C, K+1)
+                sq = sum(p.grad.pow(2).sum((-1, -2)) for p in params)
+                if cfg.clip == "model":
+                    sq = sq.sum(-1, keepdim=True)
+                scale = lr[:, None] * torch.clamp(cfg.max_grad_norm / (sq.sqrt() + 1e-12), max=1.0)
                 for p in params:
-                    p -= scale.view(-1, *[1] * (p.dim() - 1)) * p.grad
+                    p -= scale[..., None, None] * p.grad
             run_loss += loss.detach()
-        ev = evaluate(model, val)
+        with torch.no_grad():
+            ev = _evaluate(model, val, 1000, device)
         history.append({"epoch": epoch, "train_loss": (run_loss / (steps * B)).cpu(), "val_error": ev["error"],
                         "val_loss": ev["loss"], "linear": in_ls.clone()})
         # softmax-phase copies: keep their best weights
@@ -587,7 +621,7 @@ def train_memn2n(train: BabiData, val: BabiData, vocab_size: int, config: TrainC
     key = best_err * 1e6 + best_loss.nan_to_num(1e6).clamp(max=1e5)  # error first, then loss
     best = int(key.argmin())
     return TrainResult(model, best, best_err, best_loss, best_epoch, ls_epochs, history,
-                       time.perf_counter() - start_time)
+                       time.perf_counter() - start_time, time.process_time() - start_cpu)
 
 
 def hop_support(attention: torch.Tensor, supporting: torch.Tensor) -> torch.Tensor:
@@ -623,6 +657,7 @@ def train_task(task, config: TrainConfig | None = None, size: str = "1k", device
         "best_restart": b, "ls_epochs": int(res.ls_epochs[b]), "best_epoch": int(res.best_epoch[b]),
         "hop_support": [round(float(x), 4) for x in hop_support(ev["attention"][:, b], test.supporting)],
         "vocab_size": len(vocab), "memory_size": res.model.memory_size, "seconds": round(res.seconds, 1),
+        "cpu_seconds": round(res.cpu_seconds, 1),
     }
 
 
@@ -650,4 +685,62 @@ def train_joint(tasks: Sequence[int], config: TrainConfig | None = None, size: s
     return {"tasks": rows, "val_error": round(100 * float(res.val_error[b]), 2), "best_restart": b,
             "val_error_restarts": [round(100 * float(e), 2) for e in res.val_error],
             "ls_epochs": int(res.ls_epochs[b]), "best_epoch": int(res.best_epoch[b]), "vocab_size": len(vocab),
-            "memory_size": res.model.memory_size, "seconds": round(res.seconds, 1)}
+            "memory_size": res.model.memory_size, "seconds": round(res.seconds, 1),
+            "cpu_seconds": round(res.cpu_seconds, 1)}
+
+
+_NOT_NAMES = {"The", "A", "An", "Where", "What", "Who", "Whom", "Is", "Why", "How", "Does", "Do", "Did", "Was"}
+_QUESTION_WORDS = {"where", "what", "who", "is", "the", "a", "was", "before", "did", "does", "do", "how", "many",
+                   "carrying", "of", "in", "to", "why", "go", "get", "with", "are"}
+
+
+def _names(text: str) -> set[str]:
+    return {w for w in re.findall(r"[A-Z][a-z]+", text) if w not in _NOT_NAMES}
+
+
+def add_distractors(examples, k: int, generator: torch.Generator, pool: Sequence[str] | None = None):
+    """Copies of ``examples`` with ``k`` irrelevant sentences inserted at random places in each story.
+
+    The distractors come from ``pool`` (default: all the sentences of ``examples``' stories) and
+    are *irrelevant* by construction: they name no person of the question or of the supporting
+    facts and contain no content word of the question (so "Mary went to the kitchen" is never
+    added to a story that asks "Where is Mary?"). The supporting-fact indices follow the shift.
+    """
+    from .data import BabiExample
+
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    examples = list(examples)
+    if pool is None:
+        pool = sorted({s for ex in examples for s in ex.story})
+    pool = list(pool)
+    out = []
+    for ex in examples:
+        if k == 0:
+            out.append(ex)
+            continue
+        banned_names = _names(ex.question) | {n for i in ex.supporting for n in _names(ex.story[i])}
+        banned_words = set(tokenize(ex.question)) - _QUESTION_WORDS
+        own = set(ex.story)
+        chosen = []
+        for i in torch.randperm(len(pool), generator=generator).tolist():
+            s = pool[i]
+            if s in own or _names(s) & banned_names or set(tokenize(s)) & banned_words:
+                continue
+            chosen.append(s)
+            if len(chosen) == k:
+                break
+        if len(chosen) < k:
+            raise ValueError(f"only {len(chosen)} irrelevant sentences for {ex.question!r}; use a larger pool")
+        # a random place (0..n, before the story's sentence of that index) for each distractor
+        places = torch.randint(0, len(ex.story) + 1, (k,), generator=generator).sort().values.tolist()
+        story, new_index, d = [], [], 0
+        for i, sentence in enumerate(ex.story):
+            while d < k and places[d] <= i:
+                story.append(chosen[d])
+                d += 1
+            new_index.append(len(story))
+            story.append(sentence)
+        story.extend(chosen[d:])
+        out.append(BabiExample(story, ex.question, ex.answer, [new_index[i] for i in ex.supporting], ex.task))
+    return out
