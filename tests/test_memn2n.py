@@ -94,20 +94,25 @@ def naive_forward(model, copy, stories, questions):
         for k in range(1, model.hops + 1):
             m = torch.stack([embed(s, E[k - 1]) + (T[k - 1, n - 1 - i] if T is not None else 0) for i, s in enumerate(mem)])
             c = torch.stack([embed(s, E[k]) + (T[k, n - 1 - i] if T is not None else 0) for i, s in enumerate(mem)])
+            if model.attend_empty:  # the empty slots: zero vectors
+                empty = torch.zeros(model.memory_size - n, model.dim)
+                m, c = torch.cat([m, empty]), torch.cat([c, empty])
             p = m @ u if model.linear[copy] else torch.softmax(m @ u, 0)
             hop_att.append(p)
             u = u + p @ c
         out.append(E[-1] @ u)
-        atts.append(hop_att)
+        atts.append([p[:n] for p in hop_att])
     return torch.stack(out), atts
 
 
-@pytest.mark.parametrize("encoding, temporal, linear", [("position", True, False), ("bow", False, False),
-                                                        ("position", True, True), ("bow", True, False)])
-def test_forward_matches_the_equations(task2, encoding, temporal, linear):
+@pytest.mark.parametrize("encoding, temporal, linear, attend_empty", [
+    ("position", True, False, True), ("bow", False, False, True), ("position", True, True, True),
+    ("bow", True, False, False), ("position", True, False, False)])
+def test_forward_matches_the_equations(task2, encoding, temporal, linear, attend_empty):
     vocab, train, *_ = task2
     torch.manual_seed(0)
-    model = MemN2N(len(vocab), dim=6, hops=3, memory_size=50, encoding=encoding, temporal=temporal, copies=2)
+    model = MemN2N(len(vocab), dim=6, hops=3, memory_size=50, encoding=encoding, temporal=temporal, copies=2,
+                   attend_empty=attend_empty)
     model.set_linear(linear)
     batch = train.subset(torch.arange(5))
     logits, att = model(batch.stories, batch.questions, return_attention=True)
@@ -117,15 +122,19 @@ def test_forward_matches_the_equations(task2, encoding, temporal, linear):
         assert torch.allclose(logits[copy, :, 1:], want[:, 1:], atol=1e-4)
         n = int(batch.n_memories[0])
         assert torch.allclose(att[1, copy, 0, :n], want_att[0][1], atol=1e-5)
+    real = batch.stories.ne(0).any(-1)
+    assert (att[..., ~real] == 0).all()  # the attention on empty slots is not reported
     if not linear:
-        real = batch.stories.ne(0).any(-1)
-        assert torch.allclose(att.sum(-1), torch.ones(3, 2, 5), atol=1e-5)
-        assert (att[..., ~real] == 0).all()  # empty slots get no attention
+        total = att.sum(-1)
+        if attend_empty:  # the rest went to the empty slots
+            assert (total < 1).all() and (total > 0).all()
+        else:
+            assert torch.allclose(total, torch.ones(3, 2, 5), atol=1e-5)
 
 
 def test_linear_start_toggle_per_copy(task1):
     vocab, train, *_ = task1
-    model = MemN2N(len(vocab), copies=2)
+    model = MemN2N(len(vocab), copies=2, memory_size=10, attend_empty=False)
     batch = train.subset(torch.arange(4))
     model.set_linear([True, False])
     _, att = model(batch.stories, batch.questions, return_attention=True)

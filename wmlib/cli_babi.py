@@ -50,7 +50,7 @@ def _config(args):
         temporal=not args.no_temporal, random_noise=args.random_noise, linear_start=not args.no_linear_start,
         epochs=args.epochs or (60 if joint else 100), decay_every=args.decay_every or (15 if joint else 25),
         ls_max_epochs=args.ls_epochs if args.ls_epochs is not None else (30 if joint else 20),
-        restarts=args.restarts, seed=args.seed,
+        restarts=args.restarts, seed=args.seed, attend_empty=not args.mask_empty,
     )
     if cfg.epochs < 1 or cfg.restarts < 1 or cfg.hops < 1:
         raise ValueError("--epochs, --restarts and --hops must be at least 1")
@@ -181,6 +181,8 @@ def register(sub) -> None:
     p.add_argument("--encoding", default=d.encoding, choices=["position", "bow"], help="sentence encoding")
     p.add_argument("--no-temporal", action="store_true", help="no temporal encoding")
     p.add_argument("--no-linear-start", action="store_true", help="no linear start")
+    p.add_argument("--mask-empty", action="store_true",
+                   help="mask the empty memory slots out of the softmax (default: they take part, score 0)")
     p.add_argument("--random-noise", type=float, default=d.random_noise, help="RN rate (default 0.1; 0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="tasks trained in parallel processes (default 1)")

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -170,14 +171,15 @@ def vectorize(examples, vocab: BabiVocab, memory_size: int = 50, sentence_len: i
     Jq = max(1, max(len(q) for q in questions))
     J, Jq = sentence_len or J, question_len or Jq
     N = len(examples)
-    S = torch.zeros(N, M, J, dtype=torch.long)
-    Q = torch.zeros(N, Jq, dtype=torch.long)
-    sup = torch.zeros(N, M, dtype=torch.bool)
+    S = np.zeros((N, M, J), dtype=np.int64)  # filled in NumPy: far faster than many small tensors
+    Q = np.zeros((N, Jq), dtype=np.int64)
+    sup = np.zeros((N, M), dtype=bool)
     for n, (story, q, s) in enumerate(zip(stories, questions, supports)):
         for i, sent in enumerate(story):
-            S[n, i, : len(sent[:J])] = torch.tensor(sent[:J], dtype=torch.long)
-        Q[n, : len(q[:Jq])] = torch.tensor(q[:Jq], dtype=torch.long)
+            S[n, i, : len(sent[:J])] = sent[:J]
+        Q[n, : len(q[:Jq])] = q[:Jq]
         sup[n, s] = True
+    S, Q, sup = torch.from_numpy(S), torch.from_numpy(Q), torch.from_numpy(sup)
     return BabiData(S, Q, torch.tensor(answers), torch.tensor([len(s) for s in stories]), sup,
                     torch.tensor([getattr(ex, "task", 0) for ex in examples]))
 
@@ -269,11 +271,18 @@ class MemN2N(nn.Module):
     Parameters: ``embed`` (copies, hops+1, V, d) holds E_0..E_K, with A^k = E_{k-1}, C^k = E_k,
     B = E_0 and W = E_K; ``temporal`` (copies, hops+1, memory_size, d) holds T_0..T_K likewise.
     ``linear`` (copies,) bool: the memory layers have no softmax (linear start).
+
+    The memory has ``memory_size`` slots; a story of n sentences leaves memory_size - n of them
+    empty. An empty slot holds zero vectors (m = c = 0, no temporal term), so with
+    ``attend_empty`` (the original code's behaviour) it takes part in the softmax with score 0 and
+    adds nothing to o: attention given to it is attention given to *nothing*. With
+    ``attend_empty=False`` the empty slots are masked out and the attention over the sentences
+    sums to 1.
     """
 
     def __init__(self, vocab_size: int, dim: int = 20, hops: int = 3, memory_size: int = 50,
                  encoding: str = "position", temporal: bool = True, copies: int = 1, init_std: float = 0.1,
-                 generator: torch.Generator | None = None):
+                 attend_empty: bool = True, generator: torch.Generator | None = None):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("dim", dim), ("hops", hops),
                             ("memory_size", memory_size), ("copies", copies)):
@@ -282,7 +291,7 @@ class MemN2N(nn.Module):
         if encoding not in ("position", "bow"):
             raise ValueError(f"encoding must be 'position' or 'bow', got {encoding!r}")
         self.vocab_size, self.dim, self.hops, self.memory_size = vocab_size, dim, hops, memory_size
-        self.encoding, self.copies = encoding, copies
+        self.encoding, self.copies, self.attend_empty = encoding, copies, bool(attend_empty)
         self.embed = nn.Parameter(torch.randn(copies, hops + 1, vocab_size, dim, generator=generator) * init_std)
         self.temporal = (nn.Parameter(torch.randn(copies, hops + 1, memory_size, dim, generator=generator) * init_std)
                          if temporal else None)
@@ -296,7 +305,8 @@ class MemN2N(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"vocab={self.vocab_size}, dim={self.dim}, hops={self.hops}, memory={self.memory_size}, "
-                f"encoding={self.encoding}, temporal={self.temporal is not None}, copies={self.copies}")
+                f"encoding={self.encoding}, temporal={self.temporal is not None}, attend_empty={self.attend_empty}, "
+                f"copies={self.copies}")
 
     def select(self, index: int) -> "MemN2N":
         """A one-copy model holding copy ``index`` (e.g. the best random restart)."""
@@ -384,7 +394,8 @@ class MemN2N(nn.Module):
         """stories (B, M, J) or (C, B, M, J) word ids; questions (B, Jq) or (C, B, Jq); ``time``
         (like stories without J): temporal index of each slot, 0 = most recent (default: the
         slots' order). Returns logits (C, B, V) and, with ``return_attention``, the attention
-        of every hop (hops, C, B, M) (zeros on empty slots)."""
+        of every hop (hops, C, B, M) (zero on empty slots; with ``attend_empty`` a row sums to
+        less than 1, the rest went to the empty slots)."""
         self._check(stories, questions, time)
         if stories.dim() == 3:
             stories, questions = stories[None], questions[None]
@@ -414,7 +425,14 @@ class MemN2N(nn.Module):
             projected = torch.bmm(queries.view(C, Bn * P, -1), A.transpose(-1, -2)).view(C, Bn, P * rows)
             per_word = torch.gather(projected, -1, ids).view(C, Bn, P, M, -1) * weights
             scores = per_word.sum((2, 4))  # (C, B, M)
-            soft = torch.softmax(scores.masked_fill(~mask, -1e30), dim=-1)
+            scores_real = scores.masked_fill(~mask, -1e30)
+            if self.attend_empty:
+                # the memory_size - n empty slots hold zero vectors: score 0 each, so together they
+                # add (memory_size - n) * e^0 to the softmax's denominator, one logit log(memory_size - n)
+                empty = (self.memory_size - mask.sum(-1, keepdim=True)).float().expand(C, -1, -1)
+                soft = torch.softmax(torch.cat([scores_real, empty.clamp(min=1e-30).log()], -1), dim=-1)[..., :-1]
+            else:
+                soft = torch.softmax(scores_real, dim=-1)
             p = torch.where(self.linear[:, None, None], scores, soft) * mask  # (C, B, M)
             attention.append(p)
             # o = sum_i p_i c_i: put p_i l_j on the words of memory i, then look them up in C
@@ -460,6 +478,7 @@ class TrainConfig:
     #                       code does; "model": the whole gradient of a copy
     restarts: int = 1  # independent copies trained side by side; the best on validation is kept
     init_std: float = 0.1
+    attend_empty: bool = True  # empty memory slots take part in the softmax (see MemN2N)
     seed: int = 0
 
 
@@ -543,7 +562,7 @@ def _train(train, val, vocab_size, cfg, device, desc):
     g = torch.Generator().manual_seed(cfg.seed)
     C = cfg.restarts
     model = MemN2N(vocab_size, cfg.dim, cfg.hops, memory_size, cfg.encoding, cfg.temporal, C,
-                   cfg.init_std, generator=g).to(device)
+                   cfg.init_std, cfg.attend_empty, generator=g).to(device)
     train, val = train.to(device), val.to(device)
     in_ls = torch.full((C,), cfg.linear_start)
     model.set_linear(in_ls)
