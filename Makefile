@@ -1,6 +1,7 @@
 # Working Memory in Large Language Models: an executable book.
 #   make book   build the executed site (QUICK=False) into _build/html
 #   make test   run the test suite (unit tests, every chapter in QUICK mode, site and browser)
+#   make editions  write the Colab and student editions of every chapter into _build/editions
 # Both create or reuse the virtual environment .venv/ and install pinned dependencies.
 
 PYTHON      ?= python3
@@ -25,7 +26,7 @@ export TOKENIZERS_PARALLELISM := false
 
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv book test vendor browser bench sync clean
+.PHONY: help venv book test vendor browser editions bench sync clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -59,7 +60,8 @@ book: $(STAMP) vendor
 
 # Headless Chromium for the browser test (Debian packages).
 browser:
-	@command -v chromium > /dev/null && command -v chromedriver > /dev/null || { \
+	@{ command -v chromium || command -v chromium-browser || command -v google-chrome; } > /dev/null && \
+	  command -v chromedriver > /dev/null || { \
 	  echo "Installing Debian's chromium and chromium-driver for the browser test"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }
@@ -67,6 +69,11 @@ browser:
 test: $(STAMP) vendor browser
 	$(PY) book/tools/sync.py --check
 	$(PY) -m pytest
+
+# Colab editions (MyST turned into plain Markdown, solutions collapsed) and student editions
+# (solutions replaced by stubs). Glued numbers come from the last `make book`, if any.
+editions: $(STAMP)
+	$(PY) book/tools/editions.py
 
 # Chapter run times, QUICK and full (the budgets of CURRICULUM.md); prints a table.
 bench: $(STAMP)

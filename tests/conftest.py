@@ -21,7 +21,6 @@ if "WMLIB_DATA_DIR" not in os.environ and (SHARED_DATA / "SHA256SUMS").exists():
 os.environ.setdefault("WMLIB_PROGRESS", "off")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 

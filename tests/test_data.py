@@ -62,14 +62,12 @@ def test_corrupt_file_is_reported(empty_data_dir):
         data.fetch(rel)
 
 
-def test_good_copy_is_accepted(empty_data_dir):
-    import os
-
-    rel = "sst2/dev.tsv"
-    src = os.path.join(os.environ.get("WMLIB_SHARED", str(data.Path(__file__).resolve().parents[2] / "shared/data")), rel)
-    (empty_data_dir / "sst2").mkdir(parents=True)
-    shutil.copy(src, empty_data_dir / rel)
-    assert data.fetch(rel) == empty_data_dir / rel
+def test_good_copy_is_accepted(tmp_path, monkeypatch):
+    real = data.fetch("sst2/dev.tsv")  # from the configured cache (shared/data in CI)
+    monkeypatch.setenv("WMLIB_DATA_DIR", str(tmp_path))
+    (tmp_path / "sst2").mkdir()
+    shutil.copy(real, tmp_path / "sst2/dev.tsv")
+    assert data.fetch("sst2/dev.tsv") == tmp_path / "sst2/dev.tsv"
 
 
 def test_download_failure_explains_both_ways_out(empty_data_dir, monkeypatch):
@@ -83,19 +81,19 @@ def test_download_failure_explains_both_ways_out(empty_data_dir, monkeypatch):
     assert "dl.fbaipublicfiles.com" in msg and "WMLIB_DATA_DIR" in msg and "network unreachable" in msg
 
 
-def test_download_verifies_and_extracts(empty_data_dir, monkeypatch):
-    """Serve a tar.gz built from the real files in place of the official archive."""
+def test_download_verifies_and_extracts(tmp_path, monkeypatch):
+    """Serve a tar.gz built from the real file in place of the official archive."""
     import io
     import tarfile
 
-    shared = data.Path(__file__).resolve().parents[2] / "shared" / "data" / "babi"
+    real = data.fetch("babi/tasks_1-20_v1-2/en/qa1_single-supporting-fact_test.txt")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(shared / "tasks_1-20_v1-2" / "en" / "qa1_single-supporting-fact_test.txt",
-                arcname="tasks_1-20_v1-2/en/qa1_single-supporting-fact_test.txt")
+        tar.add(real, arcname="tasks_1-20_v1-2/en/qa1_single-supporting-fact_test.txt")
+    monkeypatch.setenv("WMLIB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setattr(data, "_download", lambda url: buf.getvalue())
     assert len(load_babi(1, "test")) == 1000
-    assert (empty_data_dir / "babi/tasks_1-20_v1-2/en/qa1_single-supporting-fact_test.txt").exists()
+    assert (tmp_path / "data/babi/tasks_1-20_v1-2/en/qa1_single-supporting-fact_test.txt").exists()
 
 
 def test_unknown_file():

