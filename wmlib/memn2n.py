@@ -245,16 +245,6 @@ def _word_weights(ids: torch.Tensor, encoding: str) -> tuple[torch.Tensor, torch
     return a, b
 
 
-def _code_pe(ids, d, J):
-    real = ids > 0
-    j = real.cumsum(-1).float()
-    c = j - (J + 1) / 2
-    b = 4 * c / J
-    a = 1 - 2 * (d + 1) * c / (d * J)
-    cJ = J - (J + 1) / 2
-    return a * real, b * real, 1 - 2 * (d + 1) * cJ / (d * J), 4 * cJ / J
-
-
 def random_noise_time(n_memories: torch.Tensor, memory_slots: int, max_time: int, rate: float,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Temporal indices with random noise (RN): as if empty memories had been inserted into the
@@ -268,22 +258,6 @@ def random_noise_time(n_memories: torch.Tensor, memory_slots: int, max_time: int
     base = (n_memories[..., None] - 1 - slot).clamp(min=0)  # slot i of n holds time n-1-i
     if rate <= 0:
         return base.clamp(max=max_time)
-    import os  # EXPERIMENT
-    if os.environ.get("RN_MATLAB"):
-        n = n_memories
-        nb_max = (torch.ceil(n.float() * rate)).long()  # exclusive upper bound
-        nblank = (torch.rand(n.shape, generator=generator) * nb_max.float()).floor().long().clamp(min=0)
-        L = memory_slots + int(math.ceil(memory_slots * rate)) + 1
-        keys = torch.rand(n.shape + (L,), generator=generator)
-        pos = torch.arange(L)
-        keys = keys.masked_fill(pos >= (n + nblank)[..., None], 2.0)
-        order = keys.argsort(-1)[..., :memory_slots]  # the first picks of a random permutation
-        chosen = order.masked_fill(slot >= n[..., None], 10**6).sort(-1).values  # ascending, n valid
-        # slot i (oldest first) gets the (n-1-i)-th smallest chosen position
-        idx = (n[..., None] - 1 - slot).clamp(min=0)
-        t = torch.gather(chosen, -1, idx)
-        real = slot < n[..., None]
-        return torch.where(real, t, 0).clamp(max=max_time)
     real = slot < n_memories[..., None]
     gaps = (torch.rand(shape, generator=generator).to(n_memories.device) < rate) & real
     # the gaps on the newer side of slot i: those of slots i..n-1
@@ -389,9 +363,6 @@ class MemN2N(nn.Module):
         """
         mask = (stories > 0).any(-1)  # (C', B, M)
         w_a, w_b = _word_weights(stories, self.encoding)
-        import os  # EXPERIMENT
-        if os.environ.get("PE_CODE"):
-            w_a, w_b, ta, tb = _code_pe(stories, self.dim, stories.shape[-1] + 1)
         ids = stories
         if self.temporal is not None:
             if time is None:  # slot i of n non-empty ones is the (n-1-i)-th most recent
@@ -399,13 +370,9 @@ class MemN2N(nn.Module):
                 time = (n - 1 - torch.arange(mask.shape[-1], device=mask.device)).clamp(min=0)
             time_word = torch.where(mask, self.vocab_size + time.long(), 0)
             ids = torch.cat([ids, time_word.unsqueeze(-1)], -1)
-            if os.environ.get("PE_CODE"):
-                w_a = torch.cat([w_a, mask.unsqueeze(-1).float() * ta], -1)
-                w_b = torch.cat([w_b, mask.unsqueeze(-1).float() * tb], -1)
-            else:
-                w_a = torch.cat([w_a, mask.unsqueeze(-1).float()], -1)
-                if w_b is not None:
-                    w_b = torch.cat([w_b, torch.zeros_like(w_b[..., :1])], -1)
+            w_a = torch.cat([w_a, mask.unsqueeze(-1).float()], -1)
+            if w_b is not None:
+                w_b = torch.cat([w_b, torch.zeros_like(w_b[..., :1])], -1)
         Cp, Bn = ids.shape[:2]
         if w_b is None:
             return ids.reshape(Cp, Bn, -1), w_a.reshape(Cp, Bn, -1), mask, 1
@@ -444,9 +411,6 @@ class MemN2N(nn.Module):
         rows = self._rows()
         # the question: u = sum_j l_j * B q_j, as a weighted bag of words, B = A^1 = E_0
         q_a, q_b = _word_weights(questions, self.encoding)
-        import os  # EXPERIMENT
-        if os.environ.get("PE_CODE"):
-            q_a, q_b, _, _ = _code_pe(questions, self.dim, stories.shape[-1] + 1)
         bag = torch.zeros(Cp, Bn, self.vocab_size, device=stories.device).scatter_add(-1, questions, q_a)
         u = torch.bmm(bag.expand(C, -1, -1), self.embed[:, 0])  # (C, B, d)
         if q_b is not None:
