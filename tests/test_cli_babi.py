@@ -34,3 +34,16 @@ def test_parse_tasks():
 def test_bad_option_is_a_clean_error(capsys):
     assert main(["babi", "--tasks", "21"]) == 2
     assert "numbered 1-20" in capsys.readouterr().err
+
+
+def test_babi_joint_json_schema(tmp_path, capsys):
+    out = tmp_path / "joint.json"
+    assert main(["babi", "--tasks", "1,4", "--joint", "--epochs", "1", "--ls-epochs", "1", "--restarts", "1",
+                 "--dim", "8", "--json", str(out)]) == 0
+    assert "ref. joint" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["mode"] == "joint" and set(res["tasks"]) == {"1", "4"}
+    assert res["tasks"]["4"]["reference_error"] == 5.9
+    errors = [r["test_error"] for r in res["tasks"].values()]
+    assert all(0 <= e <= 100 for e in errors)
+    assert res["mean_test_error"] == pytest.approx(sum(errors) / 2, abs=0.01)
