@@ -6,7 +6,7 @@ import torch
 from wmlib.data import BabiExample, load_babi
 from wmlib.memn2n import (
     BabiVocab, MemN2N, TrainConfig, evaluate, hop_support, position_encoding, prepare_task,
-    random_noise_time, split_train_val, tokenize, train_memn2n, vectorize,
+    random_noise_time, split_train_val, code_position_encoding, tokenize, train_memn2n, vectorize,
 )
 
 
@@ -74,6 +74,18 @@ def test_position_encoding_formula():
         position_encoding(0, 3)
 
 
+def test_code_position_encoding_formula():
+    l = code_position_encoding(5, 4)
+    for j in range(1, 6):
+        for k in range(1, 5):
+            assert l[j - 1, k - 1].item() == pytest.approx(1 + 4 * (k - 2.5) * (j - 3) / 20)
+    assert torch.allclose(l[2], torch.ones(4))  # the middle word weighs 1 in every dimension
+    with pytest.raises(ValueError, match="positive"):
+        code_position_encoding(3, 0)
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        MemN2N(10, encoding="position_code")
+
+
 # --------------------------------------------------------------------------------------- model
 def naive_forward(model, copy, stories, questions):
     """The paper's equations, one question and one memory at a time."""
@@ -81,10 +93,17 @@ def naive_forward(model, copy, stories, questions):
     T = model.temporal[copy] if model.temporal is not None else None
     out, atts = [], []
 
+    J = stories.shape[-1] + (1 if T is not None else 0)  # the original code's fixed length, time word included
+    code = code_position_encoding(J, model.dim)
+
     def embed(ids, M):
         ids = [i for i in ids.tolist() if i > 0]
-        weights = position_encoding(len(ids), model.dim) if model.encoding == "position" else torch.ones(len(ids), model.dim)
+        weights = {"position": position_encoding(max(1, len(ids)), model.dim), "position-code": code,
+                   "bow": torch.ones(len(ids), model.dim)}[model.encoding]
         return sum(weights[j] * M[ids[j]] for j in range(len(ids)))
+
+    def time(M, t):  # the time word: weight 1, or the last row of the original code's encoding
+        return (code[J - 1] if model.encoding == "position-code" else 1) * M[t] if T is not None else 0
 
     for story, q in zip(stories, questions):
         mem = [s for s in story if (s > 0).any()]
@@ -92,8 +111,8 @@ def naive_forward(model, copy, stories, questions):
         u = embed(q, E[0])
         hop_att = []
         for k in range(1, model.hops + 1):
-            m = torch.stack([embed(s, E[k - 1]) + (T[k - 1, n - 1 - i] if T is not None else 0) for i, s in enumerate(mem)])
-            c = torch.stack([embed(s, E[k]) + (T[k, n - 1 - i] if T is not None else 0) for i, s in enumerate(mem)])
+            m = torch.stack([embed(s, E[k - 1]) + (time(T[k - 1], n - 1 - i) if T is not None else 0) for i, s in enumerate(mem)])
+            c = torch.stack([embed(s, E[k]) + (time(T[k], n - 1 - i) if T is not None else 0) for i, s in enumerate(mem)])
             if model.attend_empty:  # the empty slots: zero vectors
                 empty = torch.zeros(model.memory_size - n, model.dim)
                 m, c = torch.cat([m, empty]), torch.cat([c, empty])
@@ -107,7 +126,8 @@ def naive_forward(model, copy, stories, questions):
 
 @pytest.mark.parametrize("encoding, temporal, linear, attend_empty", [
     ("position", True, False, True), ("bow", False, False, True), ("position", True, True, True),
-    ("bow", True, False, False), ("position", True, False, False)])
+    ("bow", True, False, False), ("position", True, False, False), ("position-code", True, False, True),
+    ("position-code", False, True, False)])
 def test_forward_matches_the_equations(task2, encoding, temporal, linear, attend_empty):
     vocab, train, *_ = task2
     torch.manual_seed(0)

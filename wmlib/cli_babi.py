@@ -178,7 +178,8 @@ def register(sub) -> None:
     p.add_argument("--restarts", type=int, default=10, help="random restarts per task, best on validation kept (default 10)")
     p.add_argument("--hops", type=int, default=d.hops, help=f"memory hops (default {d.hops})")
     p.add_argument("--dim", type=int, help="embedding dimension (default 20; joint 50)")
-    p.add_argument("--encoding", default=d.encoding, choices=["position", "bow"], help="sentence encoding")
+    p.add_argument("--encoding", default=d.encoding, choices=["position", "position-code", "bow"],
+                   help="sentence encoding: the paper's position encoding (default), the original code's, or a bag of words")
     p.add_argument("--no-temporal", action="store_true", help="no temporal encoding")
     p.add_argument("--no-linear-start", action="store_true", help="no linear start")
     p.add_argument("--mask-empty", action="store_true",

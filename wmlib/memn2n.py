@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "tokenize", "BabiVocab", "BabiData", "vectorize", "position_encoding", "MemN2N",
+    "tokenize", "BabiVocab", "BabiData", "vectorize", "position_encoding", "code_position_encoding", "MemN2N", "ENCODINGS",
     "TrainConfig", "TrainResult", "train_memn2n", "evaluate", "prepare_task", "prepare_joint",
     "split_train_val", "random_noise_time", "hop_support", "train_task", "train_joint", "add_distractors",
     "REFERENCE_ERROR",
@@ -58,6 +58,10 @@ REFERENCE_ERROR = {1: 0.1, 2: 8.2, 3: 41.8, 4: 4.4, 5: 13.7, 6: 7.9, 7: 20.3, 8:
 REFERENCE_ERROR_JOINT = {1: 0.0, 2: 13.1, 3: 23.4, 4: 5.9, 5: 12.9, 6: 3.7, 7: 22.9, 8: 9.1, 9: 2.7,
                          10: 7.2, 11: 0.8, 12: 0.1, 13: 0.1, 14: 4.2, 15: 0.0, 16: 1.2, 17: 43.6,
                          18: 10.5, 19: 86.7, 20: 0.0}
+
+
+# sentence encodings: the paper's position encoding, the original code's, a bag of words
+ENCODINGS = ("position", "position-code", "bow")
 
 
 # ------------------------------------------------------------------------------- vocabulary, data
@@ -233,11 +237,34 @@ def position_encoding(J: int, d: int) -> torch.Tensor:
     return (1 - j / J) - (k / d) * (1 - 2 * j / J)
 
 
-def _word_weights(ids: torch.Tensor, encoding: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-word weights (a, b) with l_kj = a_j + (k/d) b_j; zero at padding. ids (..., J)."""
+def code_position_encoding(J: int, d: int) -> torch.Tensor:
+    """The position encoding of the original MemN2N code, as a (J, d) tensor: word j = 1..J,
+    dimension k = 1..d, ``l_kj = 1 + 4 (k - (d+1)/2) (j - (J+1)/2) / (d J)``. Unlike the paper's
+    formula, J is one length for every sentence (the longest sentence, plus one slot for the
+    time word), so a word's weights depend on its absolute position, not on the sentence's length."""
+    if J < 1 or d < 1:
+        raise ValueError(f"J and d must be positive, got J={J}, d={d}")
+    j = torch.arange(1, J + 1, dtype=torch.float32)[:, None]
+    k = torch.arange(1, d + 1, dtype=torch.float32)[None, :]
+    return 1 + 4 * (k - (d + 1) / 2) * (j - (J + 1) / 2) / (d * J)
+
+
+def _code_weights(j: torch.Tensor, d: int, J: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) of :func:`code_position_encoding` at positions j: l_kj = a + (k/d) b."""
+    c = j - (J + 1) / 2
+    return 1 - 2 * (d + 1) * c / (d * J), 4 * c / J
+
+
+def _word_weights(ids: torch.Tensor, encoding: str, dim: int = 0,
+                  code_len: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-word weights (a, b) with l_kj = a_j + (k/d) b_j; zero at padding. ids (..., J).
+    ``dim`` and ``code_len`` (the fixed J) are needed by the original code's encoding only."""
     real = ids > 0
     if encoding == "bow":
         return real.float(), None
+    if encoding == "position-code":
+        a, b = _code_weights(real.cumsum(-1).float(), dim, code_len)
+        return a * real, b * real
     length = real.sum(-1, keepdim=True).clamp(min=1).float()
     j = real.cumsum(-1).float()  # 1-based position among the real words
     a = (1 - j / length) * real
@@ -288,8 +315,8 @@ class MemN2N(nn.Module):
                             ("memory_size", memory_size), ("copies", copies)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if encoding not in ("position", "bow"):
-            raise ValueError(f"encoding must be 'position' or 'bow', got {encoding!r}")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         self.vocab_size, self.dim, self.hops, self.memory_size = vocab_size, dim, hops, memory_size
         self.encoding, self.copies, self.attend_empty = encoding, copies, bool(attend_empty)
         self.embed = nn.Parameter(torch.randn(copies, hops + 1, vocab_size, dim, generator=generator) * init_std)
@@ -362,7 +389,8 @@ class MemN2N(nn.Module):
         Returns ids, weights (C', B, P*M*J'), the mask of non-empty slots (C', B, M) and P.
         """
         mask = (stories > 0).any(-1)  # (C', B, M)
-        w_a, w_b = _word_weights(stories, self.encoding)
+        J = self._code_len(stories)
+        w_a, w_b = _word_weights(stories, self.encoding, self.dim, J)
         ids = stories
         if self.temporal is not None:
             if time is None:  # slot i of n non-empty ones is the (n-1-i)-th most recent
@@ -370,15 +398,24 @@ class MemN2N(nn.Module):
                 time = (n - 1 - torch.arange(mask.shape[-1], device=mask.device)).clamp(min=0)
             time_word = torch.where(mask, self.vocab_size + time.long(), 0)
             ids = torch.cat([ids, time_word.unsqueeze(-1)], -1)
-            w_a = torch.cat([w_a, mask.unsqueeze(-1).float()], -1)
-            if w_b is not None:
-                w_b = torch.cat([w_b, torch.zeros_like(w_b[..., :1])], -1)
+            if self.encoding == "position-code":  # the time word is word J, weighted like the others
+                ta, tb = _code_weights(torch.tensor(float(J)), self.dim, J)
+                w_a = torch.cat([w_a, mask.unsqueeze(-1).float() * ta], -1)
+                w_b = torch.cat([w_b, mask.unsqueeze(-1).float() * tb], -1)
+            else:
+                w_a = torch.cat([w_a, mask.unsqueeze(-1).float()], -1)
+                if w_b is not None:
+                    w_b = torch.cat([w_b, torch.zeros_like(w_b[..., :1])], -1)
         Cp, Bn = ids.shape[:2]
         if w_b is None:
             return ids.reshape(Cp, Bn, -1), w_a.reshape(Cp, Bn, -1), mask, 1
         rows = self._rows()
         ids = torch.stack([ids, ids + rows], 2).reshape(Cp, Bn, -1)
         return ids, torch.stack([w_a, w_b], 2).reshape(Cp, Bn, -1), mask, 2
+
+    def _code_len(self, stories) -> int:
+        """The fixed sentence length J of the original code's encoding: words per slot, plus the time word."""
+        return stories.shape[-1] + (1 if self.temporal is not None else 0)
 
     def _rows(self) -> int:
         return self.vocab_size + (self.memory_size if self.temporal is not None else 0)
@@ -410,7 +447,7 @@ class MemN2N(nn.Module):
         weights = weights.view(Cp, Bn, P, M, -1)
         rows = self._rows()
         # the question: u = sum_j l_j * B q_j, as a weighted bag of words, B = A^1 = E_0
-        q_a, q_b = _word_weights(questions, self.encoding)
+        q_a, q_b = _word_weights(questions, self.encoding, self.dim, self._code_len(stories))
         bag = torch.zeros(Cp, Bn, self.vocab_size, device=stories.device).scatter_add(-1, questions, q_a)
         u = torch.bmm(bag.expand(C, -1, -1), self.embed[:, 0])  # (C, B, d)
         if q_b is not None:
