@@ -23,6 +23,7 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.sentence_embeddings` mean-pooled sentence vectors from MiniLM (Chapters 12 and 13)
 - :mod:`wmlib.customer_dialogues`  scripted multi-session support conversations (Chapter 13)
 - :mod:`wmlib.conversation_memory` buffer, window, summary and retrieval memories (Chapter 13)
+- :mod:`wmlib.cli_probe`   ``wmlib probe``: the probes from the command line (Chapter 14)
 - :mod:`wmlib.probes`      working-memory probes: needle, lost in the middle, n-back, digit span (Chapter 14)
 - :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
 - :mod:`wmlib.data`        data sets in a checksummed cache, and their loaders (Setup)

@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "wmlib.cli_probe",
     "wmlib.finetune",
     "wmlib.student",
+    "wmlib.cli_babi",
 ]
 
 
