@@ -57,12 +57,12 @@ def test_max_context_names_the_mistake(wrong, message):
         ch01.check_max_context_tokens(wrong)
 
 
-def span_right(lengths, accuracies, threshold=0.5):
+def longest_right(lengths, accuracies, threshold=0.5):
     return max((n for n, a in zip(lengths, accuracies) if a >= threshold), default=0)
 
 
-def test_span_accepts_the_right_answer():
-    assert ch01.check_span_from_curve(span_right)
+def test_longest_passing_accepts_the_right_answer():
+    assert ch01.check_longest_passing_length(longest_right)
 
 
 def span_first_failure(lengths, accuracies, threshold=0.5):
@@ -80,6 +80,6 @@ def span_first_failure(lengths, accuracies, threshold=0.5):
     (lambda ls, accs, t=0.5: max((n for n, a in zip(ls, accs) if a >= 0.5), default=0), "threshold argument"),
     (lambda ls, accs, t=0.5: max(n for n, a in zip(ls, accs) if a >= t), "raised"),
 ])
-def test_span_names_the_mistake(wrong, message):
+def test_longest_passing_names_the_mistake(wrong, message):
     with pytest.raises(ExerciseFailure, match=message):
-        ch01.check_span_from_curve(wrong)
+        ch01.check_longest_passing_length(wrong)

@@ -6,8 +6,10 @@ import torch
 from wmlib.exercises import ExerciseFailure, ExerciseIncomplete, ch07
 
 
-def right_bytes(layers, heads, kv_heads, head_dim, size):
-    return 2 * layers * kv_heads * head_dim * size
+def right_positions(prompt_len, new_tokens, cached):
+    if cached:
+        return prompt_len + new_tokens - 1
+    return sum(prompt_len + i for i in range(new_tokens))
 
 
 def right_keep(length, budget, sinks=0):
@@ -24,30 +26,36 @@ def right_h2o(scores, budget, recent):
 
 
 def test_right_answers_pass(capsys):
-    assert ch07.check_bytes_per_token(right_bytes)
-    assert ch07.check_bytes_per_token(lambda *a: float(right_bytes(*a)))  # 46080.0 is accepted
+    assert ch07.check_positions_processed(right_positions)
+    assert ch07.check_positions_processed(lambda *a: float(right_positions(*a)))  # 14.0 is accepted
+    assert ch07.check_positions_processed(lambda *a: torch.tensor(right_positions(*a)))
     assert ch07.check_keep_positions(right_keep)
     assert ch07.check_keep_positions(lambda *a: torch.tensor(right_keep(*a), dtype=torch.long))
     assert ch07.check_heavy_hitters(right_h2o)
     out = capsys.readouterr().out
-    assert out.count("✓ Exercise 7.") == 5
+    assert out.count("✓ Exercise 7.") == 6
 
 
 @pytest.mark.parametrize(
     "fn, message",
     [
-        (lambda L, H, G, D, b: L * G * D * b, "a factor 2"),
-        (lambda L, H, G, D, b: 2 * L * H * D * b, "only the key/value heads"),
-        (lambda L, H, G, D, b: 2 * G * D * b, "multiply by the number of layers"),
-        (lambda L, H, G, D, b: 2 * L * G * D, "bytes per element"),
-        (lambda L, H, G, D, b: 16 * L * G * D * b, "bytes, not bits"),
-        (lambda L, H, G, D, b: "46080", "return an int"),
-        (lambda L, H, G, D, b: 3, r"expected 46080$"),
+        (lambda p, n, c: p + n if c else right_positions(p, n, c), "first new token comes out of the prompt pass"),
+        (lambda p, n, c: n - 1 if c else right_positions(p, n, c), "the prefill"),
+        (lambda p, n, c: right_positions(p, n, not c), "swapped"),
+        (lambda p, n, c: right_positions(p, n, c) if c else sum(p + i for i in range(1, n + 1)),
+         "the first new token comes out of the prompt alone"),
+        (lambda p, n, c: right_positions(p, n, c) if c else p + right_positions(p, n, c), "separate prefill"),
+        (lambda p, n, c: right_positions(p, n, c) if c else n * p, "re-reads the tokens generated before it"),
+        (lambda p, n, c: p + n - 1, "re-reads the whole sequence"),
+        (lambda p, n, c: str(right_positions(p, n, c)), "should return an int"),
+        (lambda p, n, c: right_positions(p, n, c) + 0.5, "should return an int"),
+        (lambda p, n, c: True, "returned a bool"),
+        (lambda p, n, c: 3, r"= 3, expected 14$"),
     ],
 )
-def test_bytes_per_token_diagnoses(fn, message):
+def test_positions_processed_diagnoses(fn, message):
     with pytest.raises(ExerciseFailure, match=message):
-        ch07.check_bytes_per_token(fn)
+        ch07.check_positions_processed(fn)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +96,6 @@ def test_stubs_are_not_attempted():
     def stub(*args):
         raise NotImplementedError
 
-    for check in (ch07.check_bytes_per_token, ch07.check_keep_positions, ch07.check_heavy_hitters):
+    for check in (ch07.check_positions_processed, ch07.check_keep_positions, ch07.check_heavy_hitters):
         with pytest.raises(ExerciseIncomplete, match="not attempted"):
             check(stub)

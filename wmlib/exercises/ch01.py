@@ -6,7 +6,7 @@ import math
 
 from ._core import ExerciseFailure, call, passed
 
-__all__ = ["check_kv_bytes_per_token", "check_max_context_tokens", "check_span_from_curve"]
+__all__ = ["check_kv_bytes_per_token", "check_max_context_tokens", "check_longest_passing_length"]
 
 
 def _number(ex: str, value, what: str) -> float:
@@ -78,9 +78,10 @@ def check_max_context_tokens(max_context_tokens) -> bool:
     return passed(ex, "(memory - weights) // (bytes per token x batch), and 0 when nothing fits")
 
 
-def check_span_from_curve(span_from_curve) -> bool:
-    """Exercise 1.3: ``span_from_curve(lengths, accuracies, threshold=0.5)`` -> the span."""
-    ex = "Exercise 1.3 (span from a curve)"
+def check_longest_passing_length(longest_passing_length) -> bool:
+    """Exercise 1.3: ``longest_passing_length(lengths, accuracies, threshold=0.5)`` -> the span, read as the
+    longest length that passes (Chapter 14's ``span_from_curve`` interpolates the first crossing instead)."""
+    ex = "Exercise 1.3 (longest passing length)"
     cases = [
         # (lengths, accuracies, threshold, want, what a wrong answer usually means)
         ([3, 4, 5, 6, 7], [1.0, 0.9, 0.6, 0.3, 0.0], 0.5, 5, None),
@@ -93,9 +94,9 @@ def check_span_from_curve(span_from_curve) -> bool:
         ([2, 3, 4, 5], [1.0, 0.8, 0.7, 0.4], 0.75, 3, "use the threshold argument"),
     ]
     for lengths, accs, threshold, want, why in cases:
-        got = call(ex, span_from_curve, list(lengths), list(accs), threshold)
+        got = call(ex, longest_passing_length, list(lengths), list(accs), threshold)
         got = _number(ex, got, "the span")
         if got != want:
-            raise ExerciseFailure(ex, f"span_from_curve({lengths}, {accs}, threshold={threshold}) returned "
+            raise ExerciseFailure(ex, f"longest_passing_length({lengths}, {accs}, threshold={threshold}) returned "
                                   f"{got:g}, expected {want}", why)
     return passed(ex, "the longest length recalled exactly in at least `threshold` of the trials")

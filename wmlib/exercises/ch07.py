@@ -2,41 +2,76 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from ._core import ExerciseFailure, call, passed
 
-__all__ = ["check_bytes_per_token", "check_keep_positions", "check_heavy_hitters"]
+__all__ = ["check_positions_processed", "check_keep_positions", "check_heavy_hitters"]
 
-# (layers, query heads, key/value heads, head_dim, bytes per element): SmolLM2-135M, a Llama-2-7B-like
-# model (no GQA), a Llama-3-8B-like model (GQA, 4 query heads per kv head) and a multi-query model.
-_CONFIGS = ((30, 9, 3, 64, 4), (32, 32, 32, 128, 2), (32, 32, 8, 128, 2), (24, 16, 1, 64, 2), (30, 9, 3, 64, 2))
+def _positions_reference(prompt_len: int, new_tokens: int, cached: bool) -> int:
+    if cached:  # prefill over the prompt gives the first token; each later token is a one-position step
+        return prompt_len + new_tokens - 1
+    # without a cache, the i-th new token (i = 0, 1, ...) re-reads the prompt and the i tokens before it
+    return new_tokens * prompt_len + new_tokens * (new_tokens - 1) // 2
 
 
-def check_bytes_per_token(bytes_per_token) -> bool:
-    """Exercise 7.1: ``bytes_per_token(layers, heads, kv_heads, head_dim, bytes_per_element)`` -> int."""
-    ex = "Exercise 7.1 (bytes per token)"
-    for layers, heads, kv, d, size in _CONFIGS:
-        want = 2 * layers * kv * d * size
-        got = call(ex, bytes_per_token, layers, heads, kv, d, size)
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        if not isinstance(got, int) or isinstance(got, bool):
-            raise ExerciseFailure(ex, f"return an int (bytes), got {type(got).__name__}: {got!r}")
+def _as_count(ex: str, got, args: str) -> int:
+    if isinstance(got, bool):
+        raise ExerciseFailure(ex, f"{args} returned a bool ({got}); return an int, the number of positions")
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, float) and got.is_integer():
+        return int(got)
+    try:
+        return operator.index(got)  # int, numpy integers
+    except TypeError:
+        raise ExerciseFailure(ex, f"{args} should return an int (a number of token positions), "
+                                  f"got {type(got).__name__}: {got!r}") from None
+
+
+def check_positions_processed(positions_processed) -> bool:
+    """Exercise 7.1: ``positions_processed(prompt_len, new_tokens, cached)`` -> how many token positions
+    go through the model's layers to produce ``new_tokens`` greedy tokens after the prompt."""
+    ex = "Exercise 7.1 (counting the work)"
+    for p, n in ((10, 5), (10, 1), (128, 8), (1, 3), (1024, 32), (7, 2)):
+        got = {}
+        for cached in (True, False):
+            args = f"positions_processed({p}, {n}, cached={cached})"
+            got[cached] = _as_count(ex, call(ex, positions_processed, p, n, cached), args)
+        want = {c: _positions_reference(p, n, c) for c in (True, False)}
         if got == want:
             continue
-        args = f"bytes_per_token({layers}, {heads}, {kv}, {d}, {size})"
-        hints = {
-            want // 2: "each token stores a key AND a value in every layer: a factor 2",
-            2 * layers * heads * d * size: "only the key/value heads are cached; with grouped-query attention "
-                                           "several query heads share one kv head",
-            layers * heads * d * size: "use kv_heads (not query heads), and count keys and values (factor 2)",
-            2 * kv * d * size: "every layer has its own cache: multiply by the number of layers",
-            2 * layers * kv * d: "multiply by the bytes per element (4 for float32, 2 for float16)",
-            16 * layers * kv * d * size: "bytes, not bits",
-        }
-        raise ExerciseFailure(ex, f"{args} = {got}, expected {want}", hints.get(got))
-    return passed(ex, "2 × layers × kv_heads × head_dim × bytes per element")
+        if want[True] != want[False] and (got[True], got[False]) == (want[False], want[True]):
+            raise ExerciseFailure(ex, f"positions_processed({p}, {n}, ...) gives {got[True]} with the cache and "
+                                      f"{got[False]} without: cached and uncached are swapped",
+                                  "with the cache each step runs one new position; without it, the whole sequence")
+        for cached in (True, False):
+            if got[cached] == want[cached]:
+                continue
+            g, w = got[cached], want[cached]
+            head = f"positions_processed({p}, {n}, cached={cached}) = {g}, expected {w}"
+            if cached:
+                hints = {
+                    p + n: "off by one: the first new token comes out of the prompt pass (the prefill); "
+                           "only the other new_tokens - 1 need a step of their own",
+                    n: "the prompt has to go through the model once (the prefill) before any token comes out",
+                    n - 1: "the prompt has to go through the model once (the prefill) before any token comes out",
+                    p: "every new token after the first needs one step of one position",
+                }
+            else:
+                hints = {
+                    n * p + n * (n + 1) // 2: "off by one: the first new token comes out of the prompt alone "
+                                              "(prompt_len positions); the last reads prompt_len + new_tokens - 1",
+                    p + n * p + n * (n - 1) // 2: "the first new token comes out of the pass over the prompt: "
+                                                  "do not count a separate prefill",
+                    n * p: "the sequence grows: each pass re-reads the tokens generated before it too",
+                    p + n - 1: "without a cache every step re-reads the whole sequence, not one new position",
+                }
+            raise ExerciseFailure(ex, head, hints.get(g))
+    return passed(ex, "prompt_len + new_tokens - 1 with the cache; "
+                      "new_tokens × prompt_len + new_tokens(new_tokens - 1)/2 without")
 
 
 def _keep_reference(length: int, budget: int, sinks: int) -> list[int]:
