@@ -214,6 +214,7 @@ def register(subparsers) -> None:
     d = StudentRecipe()
     p.add_argument("--teacher-train-size", type=int, default=d.teacher.train_size)
     p.add_argument("--train-size", type=int, default=d.train_size, help="size of the transfer set")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the transfer set")
     p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
     p.add_argument("--alpha", type=float, default=d.alpha)
     p.add_argument("--device", default="auto")
@@ -239,7 +240,7 @@ def _run_cli(args) -> int:
 
     device = get_device(args.device)
     base = StudentRecipe(teacher=SST2Recipe(train_size=args.teacher_train_size), train_size=args.train_size,
-                         alpha=args.alpha)
+                         epochs=args.epochs, alpha=args.alpha)
     recipes = study_recipes(base, args.temperatures)
     dev = load_sst2("dev")
     shared: dict = {}
