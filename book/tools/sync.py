@@ -163,6 +163,16 @@ def problems(nb_path: Path, fix: bool) -> list[str]:
                 cell.source = sep + after
                 nb.cells.insert(nb.cells.index(cell), nbformat.v4.new_markdown_cell(before.rstrip()))
                 changed = True
+        # Likewise the end of a solution closes its cell: what follows (the next exercise, say)
+        # would otherwise be replaced with the solution.
+        if cell.cell_type == "markdown" and "{solution-end}" in cell.source:
+            m = re.search(r"```\{solution-end\}[^\n]*\n```[ \t]*\n?", cell.source)
+            if m and cell.source[m.end():].strip():
+                out.append("a solution's end and the text after it share a cell (they must be split)")
+                rest = cell.source[m.end():].lstrip("\n")
+                cell.source = cell.source[:m.end()].rstrip()
+                nb.cells.insert(nb.cells.index(cell) + 1, nbformat.v4.new_markdown_cell(rest))
+                changed = True
     for cell, meta in zip(nb.cells, nbgrader_metadata(nb, nb_path.stem)):
         if cell.metadata.get("nbgrader") != meta:
             out.append("its nbgrader metadata differs from the one derived from its markers")
