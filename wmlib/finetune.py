@@ -420,8 +420,12 @@ def save_classifier(model: SentenceClassifier, path: str | Path, meta: dict) -> 
     return path
 
 
-def load_classifier(path: str | Path, device=None) -> tuple[SentenceClassifier, object, dict]:
-    """Rebuild a classifier saved by :func:`save_classifier`: ``(model, tokenizer, meta)``."""
+def load_classifier(path: str | Path, device=None, reshape=None) -> tuple[SentenceClassifier, object, dict]:
+    """Rebuild a classifier saved by :func:`save_classifier`: ``(model, tokenizer, meta)``.
+
+    ``reshape(model, meta)``, if given, returns the saved model's architecture (a smaller student,
+    say) before the weights are loaded into it.
+    """
     from safetensors.torch import load_file
 
     from .models import load_encoder
@@ -432,6 +436,8 @@ def load_classifier(path: str | Path, device=None) -> tuple[SentenceClassifier, 
     meta = json.loads((path / "meta.json").read_text())
     encoder, tokenizer = load_encoder(meta["model"])
     model = SentenceClassifier(encoder, meta["num_labels"], pooling=meta.get("pooling", "mean"))
+    if reshape is not None:
+        model = reshape(model, meta)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.eval()
     if device is not None:

@@ -29,7 +29,8 @@ from torch import nn
 from .data import LabelledTexts, cache_root
 from .distillation import distillation_loss
 from .finetune import (SentenceClassifier, SST2Recipe, TrainHistory, fine_tune_sst2, freeze_word_embeddings,
-                       keep_layers, predict_logits, prune_feed_forward, save_classifier, tokenize, train_classifier)
+                       keep_layers, load_classifier, predict_logits, prune_feed_forward, save_classifier, tokenize,
+                       train_classifier)
 
 __all__ = ["make_student", "distill", "compare_latency", "StudentRecipe", "load_student", "distill_sst2"]
 
@@ -140,22 +141,10 @@ class StudentRecipe:
 
 def load_student(path: str | Path, device=None) -> tuple[SentenceClassifier, object, dict]:
     """Rebuild a student saved by :func:`distill_sst2`: ``(model, tokenizer, meta)``."""
-    from safetensors.torch import load_file
-
-    from .models import load_encoder
-
     path = Path(path)
     if not (path / "meta.json").exists():
         raise FileNotFoundError(f"no saved student in {path}; run 'wmlib distill-sst2' to make one")
-    meta = json.loads((path / "meta.json").read_text())
-    encoder, tokenizer = load_encoder(meta["model"])
-    base = SentenceClassifier(encoder, meta["num_labels"], pooling=meta.get("pooling", "mean"))
-    model = make_student(base, meta["layers"], meta["ffn"])  # the right shapes; the weights come next
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    model.eval()
-    if device is not None:
-        model.to(device)
-    return model, tokenizer, meta
+    return load_classifier(path, device, reshape=lambda base, meta: make_student(base, meta["layers"], meta["ffn"]))
 
 
 def distill_sst2(recipe: StudentRecipe = StudentRecipe(), *, cache: str = "use", device=None,

@@ -60,6 +60,15 @@ def call(exercise: str, fn, *args, **kwargs):
         raise ExerciseFailure(exercise, f"your function raised {type(err).__name__}: {err}") from None
 
 
+def expect_int(exercise: str, value) -> int:
+    """``value`` as an int: a float with no fractional part counts as one, anything else fails."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ExerciseFailure(exercise, f"return an int, got {type(value).__name__}: {value!r}")
+    return value
+
+
 def expect_tensor(exercise: str, value, shape=None, dtype=None, name: str = "your result") -> torch.Tensor:
     """Check that ``value`` is a tensor of the given shape (a tuple; None entries match anything)
     and dtype, with no NaN or infinity; return it."""

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._core import ExerciseFailure, call, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_int, expect_tensor, passed
 
 __all__ = [
     "check_stable_softmax",
@@ -222,11 +222,7 @@ def check_gqa_param_count(gqa_param_count) -> bool:
     cases = [(576, 9, 3, 64, False), (64, 8, 2, 8, True), (64, 8, 8, 8, True), (128, 4, 1, 32, False),
              (100, 4, 2, 16, True)]
     for D, H, Hkv, dh, bias in cases:
-        got = call(ex, gqa_param_count, D, H, Hkv, dh, bias=bias)
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        if not isinstance(got, int) or isinstance(got, bool):
-            raise ExerciseFailure(ex, f"return an int, got {type(got).__name__}: {got!r}")
+        got = expect_int(ex, call(ex, gqa_param_count, D, H, Hkv, dh, bias=bias))
         want = _count_gqa(D, H, Hkv, dh, bias)
         if got == want:
             continue

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._core import ExerciseFailure, call, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_int, expect_tensor, passed
 
 __all__ = ["check_attention", "check_causal_mask", "check_mha_param_count", "check_attention_matrix_bytes"]
 
@@ -80,12 +80,7 @@ def check_mha_param_count(mha_param_count) -> bool:
     ex = "Exercise 5.3 (parameter count)"
     for d, h in ((64, 4), (64, 8), (96, 3), (512, 8)):
         want = sum(p.numel() for p in MultiHeadAttention(d, h).parameters())
-        got = call(ex, mha_param_count, d, h)
-        if not isinstance(got, int) or isinstance(got, bool):
-            if isinstance(got, float) and got.is_integer():
-                got = int(got)
-            else:
-                raise ExerciseFailure(ex, f"return an int, got {type(got).__name__}: {got!r}")
+        got = expect_int(ex, call(ex, mha_param_count, d, h))
         if got == want:
             continue
         hints = {4 * d * d: "you forgot the four bias vectors (d_model each)",

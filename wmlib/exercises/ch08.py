@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import ExerciseFailure, call, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_int, expect_tensor, passed
 
 __all__ = ["check_position_encoding", "check_memory_hop", "check_param_count"]
 
@@ -85,11 +85,7 @@ def check_param_count(memn2n_param_count) -> bool:
     ex = "Exercise 8.3 (parameters with adjacent tying)"
     for V, d, K, M, te in ((20, 20, 3, 10, True), (35, 20, 1, 50, True), (40, 50, 2, 50, False), (19, 8, 3, 6, False)):
         want = MemN2N(V, d, K, M, temporal=te).n_parameters()
-        got = call(ex, memn2n_param_count, V, d, K, M, te)
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        if not isinstance(got, int) or isinstance(got, bool):
-            raise ExerciseFailure(ex, f"return an int, got {type(got).__name__}: {got!r}")
+        got = expect_int(ex, call(ex, memn2n_param_count, V, d, K, M, te))
         if got == want:
             continue
         t = M * d if te else 0

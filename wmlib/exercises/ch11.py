@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._core import ExerciseFailure, call, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_int, expect_tensor, passed
 
 __all__ = ["check_softmax_with_temperature", "check_soft_target_loss", "check_bert_param_count"]
 
@@ -106,11 +106,7 @@ def check_bert_param_count(bert_param_count) -> bool:
     for args in ((100, 8, 1, 16, 40, 3), (50, 6, 3, 10, 20, 2), (1000, 16, 2, 64, 512, 1)):  # first: no two parts equal
         V, d, k, f, P, S = args
         want = _bert_params(*args)
-        got = call(ex, bert_param_count, *args)
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        if not isinstance(got, int) or isinstance(got, bool):
-            raise ExerciseFailure(ex, f"return an int, got {type(got).__name__}: {got!r}")
+        got = expect_int(ex, call(ex, bert_param_count, *args))
         if got == want:
             continue
         embeddings = (V + P + S) * d + 2 * d
