@@ -103,11 +103,12 @@ def test_unknown_file():
 
 # ------------------------------------------------------------------ SST-2 and Financial PhraseBank
 from wmlib.data import LabelledTexts, load_financial_phrasebank, load_sst2  # noqa: E402
+from wmlib.finetune import SST2_TRAIN_SIZE  # noqa: E402
 
 
 def test_sst2_counts_and_format():
     train, dev = load_sst2("train"), load_sst2("dev")
-    assert (len(train), len(dev)) == (67_349, 872)
+    assert (len(train), len(dev)) == (SST2_TRAIN_SIZE, 872)
     assert train.counts() == {"negative": 29_780, "positive": 37_569}
     assert dev.counts() == {"negative": 428, "positive": 444}
     assert dev.texts[0] == "it 's a charming and often affecting journey ." and dev.labels[0] == 1
