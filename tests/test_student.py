@@ -87,6 +87,21 @@ def test_compare_latency_reports_wall_and_cpu_time(tokenizer):
         compare_latency({"a": a}, tokenizer, ["x"] * 3, batch_size=4)
     with pytest.raises(ValueError, match="empty"):
         compare_latency({}, tokenizer, ["x"])
+    with pytest.raises(ValueError, match="threads"):
+        compare_latency({"a": a}, tokenizer, ["x"] * 4, threads=0)
+
+
+def test_compare_latency_times_in_the_threads_asked_for_and_restores_them(tokenizer):
+    seen = []
+    a = tiny_classifier(tokenizer.vocab_size, 1)
+    a.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    compare_latency({"a": a}, tokenizer, ["a good film"] * 2, batch_size=1, repeats=1, warmup=0, rounds=1)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == before
+    seen.clear()
+    compare_latency({"a": a}, tokenizer, ["a good film"] * 2, batch_size=1, repeats=1, warmup=0, rounds=1,
+                    threads=None)
+    assert set(seen) == {before}
 
 
 def test_recipes_keys_and_the_study():

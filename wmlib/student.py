@@ -72,7 +72,8 @@ def distill(student: nn.Module, tokenizer, data: LabelledTexts, teacher_logits: 
 
 @torch.no_grad()
 def compare_latency(models: dict[str, nn.Module], tokenizer, texts: Sequence[str], batch_size: int = 1,
-                    repeats: int = 20, warmup: int = 3, rounds: int = 3, max_len: int = 64) -> dict[str, dict]:
+                    repeats: int = 20, warmup: int = 3, rounds: int = 3, max_len: int = 64,
+                    threads: int | None = 1) -> dict[str, dict]:
     """Time several models fairly: the same batches of ``texts`` (strings to logits, tokenization
     included), ``warmup`` untimed calls, then ``repeats`` timed calls per model per round; the
     models take turns in every round, so a burst of load from other processes hits them all alike.
@@ -80,6 +81,10 @@ def compare_latency(models: dict[str, nn.Module], tokenizer, texts: Sequence[str
     Returns ``{name: {"wall_ms": median wall-clock ms per call, "cpu_ms": median CPU ms per call}}``.
     The CPU time (of this process) is what a call costs with the machine to itself at the same
     number of threads; on a shared machine the wall time also counts waiting for a core.
+    ``threads`` sets torch's CPU threads while timing (restored after; None keeps the current
+    setting). One thread is the default: with more, the CPU time of a short call also counts worker
+    threads waiting for work (on 2 cores, a one-sentence call of Chapter 11's student used 2.4x
+    its wall time in CPU, the teacher 2.1x), which skews a CPU-time comparison.
     """
     if not models:
         raise ValueError("models is empty: pass {'name': model, ...}")
@@ -87,10 +92,22 @@ def compare_latency(models: dict[str, nn.Module], tokenizer, texts: Sequence[str
         raise ValueError(f"need at least batch_size={batch_size} texts, got {len(texts)}")
     n_batches = len(texts) // batch_size
     batches = [list(texts[b * batch_size:(b + 1) * batch_size]) for b in range(min(n_batches, warmup + repeats))]
-    wall: dict[str, list[float]] = {name: [] for name in models}
-    cpu: dict[str, list[float]] = {name: [] for name in models}
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1 (or None to keep torch's setting), got {threads}")
     for model in models.values():
         model.eval()
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _timed_rounds(models, tokenizer, batches, warmup, repeats, rounds, max_len)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed_rounds(models, tokenizer, batches, warmup, repeats, rounds, max_len) -> dict[str, dict]:
+    wall: dict[str, list[float]] = {name: [] for name in models}
+    cpu: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
             device = next(model.parameters()).device
