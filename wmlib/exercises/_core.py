@@ -69,6 +69,15 @@ def expect_int(exercise: str, value) -> int:
     return value
 
 
+def expect_float(exercise: str, value, what: str | None = None) -> float:
+    """``value`` as a float (anything ``float()`` accepts); anything else fails with its type."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        need = f"{what} should be a number" if what else "return a number"
+        raise ExerciseFailure(exercise, f"{need}, got {type(value).__name__}: {value!r}") from None
+
+
 def expect_tensor(exercise: str, value, shape=None, dtype=None, name: str = "your result") -> torch.Tensor:
     """Check that ``value`` is a tensor of the given shape (a tuple; None entries match anything)
     and dtype, with no NaN or infinity; return it."""
@@ -94,9 +103,6 @@ def expect_close(exercise: str, got, want, what: str, rtol: float = 1e-4, atol: 
             gap = (got.to(want.dtype) - want).abs().max().item()
             raise ExerciseFailure(exercise, f"{what} is off by up to {gap:.3g}", hint)
         return
-    try:
-        g = float(got)
-    except (TypeError, ValueError):
-        raise ExerciseFailure(exercise, f"{what} should be a number, got {type(got).__name__}: {got!r}") from None
+    g = expect_float(exercise, got, what)
     if not math.isclose(g, float(want), rel_tol=rtol, abs_tol=atol):
         raise ExerciseFailure(exercise, f"{what} is {got!r}, expected {want!r}", hint)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._core import ExerciseFailure, call, passed
+from ._core import ExerciseFailure, call, expect_float, passed
 
 __all__ = ["check_conflict_outcomes", "check_continuation_logprob"]
 
@@ -73,10 +73,7 @@ def check_continuation_logprob(continuation_logprob) -> bool:
             raise ExerciseFailure(ex, f"return one number (the sum over the continuation), got a tensor of "
                                   f"shape {tuple(got.shape)}")
         got = got.item()
-    try:
-        got = float(got)
-    except (TypeError, ValueError):
-        raise ExerciseFailure(ex, f"return a number, got {type(got).__name__}") from None
+    got = expect_float(ex, got)
     if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5):
         # A second case with a longer prompt guards against hard-coded offsets.
         logits2 = torch.randn(9 + 2, V, generator=g)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._core import ExerciseFailure, call, expect_int, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_float, expect_int, expect_tensor, passed
 
 __all__ = [
     "check_stable_softmax",
@@ -86,10 +86,7 @@ def check_scaled_score_variance(scaled_score_variance) -> bool:
     ex = "Exercise 3.2 (variance of a scaled score)"
     for d_k, sq, sk in ((64, 1.0, 1.0), (16, 2.0, 0.5), (256, 3.0, 1.0), (4, 0.5, 0.25)):
         got = call(ex, scaled_score_variance, d_k, sq, sk)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            raise ExerciseFailure(ex, f"return a number, got {type(got).__name__}: {got!r}") from None
+        got = expect_float(ex, got)
         want = sq**2 * sk**2
         if math.isclose(got, want, rel_tol=1e-6):
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import ExerciseFailure, call, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_float, expect_tensor, passed
 
 __all__ = ["check_shift_weighting", "check_erase_add_write", "check_sharpen", "check_peak_after_shifts"]
 
@@ -122,10 +122,7 @@ def check_peak_after_shifts(peak_after_shifts) -> bool:
             w = w**gamma / (w**gamma).sum(-1, keepdim=True)
         want = w.max().item()
         got = call(ex, peak_after_shifts, s, steps, gamma)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            raise ExerciseFailure(ex, f"return a number, got {type(got).__name__}") from None
+        got = expect_float(ex, got)
         if abs(got - want) > 1e-4:
             hint = None
             if steps == 0:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._core import ExerciseFailure, call, expect_tensor, passed
+from ._core import ExerciseFailure, call, expect_float, expect_tensor, passed
 
 __all__ = ["check_masked_mean", "check_warmup_linear_lr", "check_per_class_metrics", "check_truncation_rate"]
 
@@ -56,10 +56,7 @@ def check_warmup_linear_lr(warmup_linear_lr) -> bool:
     for base, warm, total in ((1e-4, 10, 100), (3e-5, 0, 40), (2.0, 5, 6)):
         for step in range(total + 3):
             got = call(ex, warmup_linear_lr, step, base, warm, total)
-            try:
-                got = float(got)
-            except (TypeError, ValueError):
-                raise ExerciseFailure(ex, f"return a number, got {type(got).__name__}: {got!r}") from None
+            got = expect_float(ex, got)
             want = _reference_lr(step, base, warm, total)
             if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12):
                 continue

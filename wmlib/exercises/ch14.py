@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._core import ExerciseFailure, call, expect_close, passed
+from ._core import ExerciseFailure, call, expect_close, expect_float, passed
 
 __all__ = ["check_insert_needle", "check_balanced_accuracy", "check_span_from_curve"]
 
@@ -72,10 +72,7 @@ def check_balanced_accuracy(balanced_accuracy) -> bool:
         want = _balanced(said_yes, is_target)
         accuracy = sum(y == t for y, t in zip(said_yes, is_target)) / len(said_yes)
         hits = sum(y and t for y, t in zip(said_yes, is_target)) / sum(is_target)
-        try:
-            g = float(got)
-        except (TypeError, ValueError):
-            raise ExerciseFailure(ex, f"return a number, got {type(got).__name__}: {got!r}") from None
+        g = expect_float(ex, got)
         if math.isclose(g, want, abs_tol=1e-9):
             continue
         if math.isclose(g, accuracy, abs_tol=1e-9):
@@ -109,10 +106,7 @@ def check_span_from_curve(span_from_curve) -> bool:
     for lengths, accs, what in cases:
         got = call(ex, span_from_curve, list(lengths), list(accs))
         want = _reference_span(lengths, accs)
-        try:
-            g = float(got)
-        except (TypeError, ValueError):
-            raise ExerciseFailure(ex, f"return a number, got {type(got).__name__}: {got!r}") from None
+        g = expect_float(ex, got)
         if math.isclose(g, want, abs_tol=1e-6):
             continue
         pts = sorted(zip(lengths, accs))
