@@ -4,6 +4,8 @@
 - Progress bars are off and the hub is offline, so runs are quiet and never touch the network.
 - ``executed_chapter(path)`` runs a chapter once per session with papermill in QUICK mode and
   returns the executed notebook; the site test builds the book from those executed copies.
+- ``tiny_model_dir(family)`` / ``tiny_lm(family)``: tiny random-initialised models of every supported
+  decoder family (``wmlib.testing``), built offline once per session.
 """
 
 from __future__ import annotations
@@ -64,3 +66,34 @@ def execute_chapter(path: Path):
 @pytest.fixture(scope="session")
 def executed_chapter():
     return execute_chapter
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """``tiny_model_dir(family)``: the folder of a tiny random model of ``family`` (wmlib.testing),
+    with its tokenizer, built on first use into a session temp dir; ``load_causal_lm(path)`` loads it."""
+    from wmlib.testing import build_tiny_model
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}") / family)
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    """``tiny_lm(family)``: ``(model, tokenizer)`` of a tiny random model, loaded once per session."""
+    from wmlib.models import load_causal_lm
+
+    loaded: dict[str, tuple] = {}
+
+    def get(family: str):
+        if family not in loaded:
+            loaded[family] = load_causal_lm(str(tiny_model_dir(family)))
+        return loaded[family]
+
+    return get
