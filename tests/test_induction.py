@@ -143,7 +143,7 @@ def test_ablation_rejects_bad_heads(tiny_llama):
             pass
     bert = BertModel(BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=8))
-    with pytest.raises(TypeError, match="Llama-style"):
+    with pytest.raises(ValueError, match="decoder families only"):
         with ablate_heads(bert, [(0, 0)]):
             pass
 

@@ -89,6 +89,23 @@ def test_bad_layer_and_empty_layer():
         cache.get(1)
 
 
+def test_positions_follow_appends_evictions_and_sets():
+    cache = KVCache(1)
+    k, v = kv(B=2, G=3, T=4)
+    cache.append(0, k, v)
+    assert cache.positions(0).tolist() == [[[0, 1, 2, 3]]] * 2
+    cache.append(0, *kv(B=2, G=3, T=1), positions=torch.tensor([[10], [20]]))
+    assert cache.positions(0)[:, 0, -1].tolist() == [10, 20]
+    cache.keep(0, torch.tensor([[[0, 4]] * 3, [[1, 4]] * 3]))  # per sequence and head: positions go along
+    assert cache.positions(0).shape == (2, 3, 2) and cache.positions(0)[1, 2].tolist() == [1, 20]
+    cache.set(0, *cache.get(0), torch.tensor([[[5, 6]], [[7, 8]]]))
+    assert cache.positions(0).tolist() == [[[5, 6]], [[7, 8]]]
+    with pytest.raises(ValueError, match=r"positions must be \(batch, tokens\) = \(2, 1\)"):
+        cache.append(0, *kv(B=2, G=3, T=1), positions=torch.tensor([3, 4]))
+    with pytest.raises(ValueError, match="1 or kv_heads"):
+        cache.set(0, *cache.get(0), torch.zeros(2, 2, 2, dtype=torch.long))
+
+
 def test_keep_shared_and_per_head():
     cache = KVCache(1)
     k, v = kv(B=2, G=3, T=6)
@@ -251,7 +268,7 @@ def test_bad_decoder_inputs(smollm):
         dec.prefill(ids, cache)
     with pytest.raises(ValueError, match="one token per sequence"):
         dec.step(ids, cache)
-    with pytest.raises(ValueError, match="Llama-family"):
+    with pytest.raises(ValueError, match="decoder families only: llama"):
         CachedDecoder(torch.nn.Linear(2, 2))
 
 
@@ -321,6 +338,7 @@ def test_renumbered_keys_are_rotated_to_their_new_positions(smollm, positions):
     fresh = dec.new_cache()
     dec.forward(ids[:, kept], fresh, positions=pos[None])
     assert (res.cache.get(0)[0] - fresh.get(0)[0]).abs().max() < 1e-4
+    assert torch.equal(res.cache.positions(0)[0, 0], pos)
     assert (res.cache.get(0)[1] - fresh.get(0)[1]).abs().max() < 1e-5
 
 
@@ -341,8 +359,8 @@ def test_bad_streaming_arguments(smollm):
     ids = torch.tensor([[1, 2, 3, 4]])
     with pytest.raises(ValueError, match="positions"):
         SlidingWindow(2, positions="absolute")
-    with pytest.raises(ValueError, match="2 policies x 1 rows each = 2"):
-        stream_under_budget(dec, ids, PerRow([SlidingWindow(2), HeavyHitters(2)], rows_each=1))
+    with pytest.raises(ValueError, match="2 policies x 3 rows each = 6"):
+        stream_under_budget(dec, ids, PerRow([SlidingWindow(2), HeavyHitters(2)], rows_each=3))
     with pytest.raises(ValueError, match="share one budget"):
         PerRow([SlidingWindow(2), SlidingWindow(3)], rows_each=1)
     with pytest.raises(ValueError, match="EvictionPolicy"):

@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .attention_maps import eager_attention
+from .families import Gemma, layout_of
 from .utils import progress
 
 __all__ = [
     "repeated_random_tokens", "induction_scores", "previous_token_scores", "per_token_loss", "copy_losses",
-    "InductionResult", "induction_test", "ablate_heads", "top_heads",
+    "InductionResult", "induction_test", "ablate_heads", "head_means", "top_heads",
 ]
 
 
@@ -120,46 +121,120 @@ def copy_losses(loss: Tensor, length: int, start: int = 1) -> tuple[Tensor, Tens
 class InductionResult:
     """What :func:`induction_test` measured.
 
-    ``tokens`` (n, L); ``loss`` (n, L-1) per-token loss; ``induction`` and ``previous`` (N, H) scores
-    averaged over the n sequences; ``first_token`` (N, H) the average attention on position 0 (a
-    decoder's attention sink) of queries 1 .. L-1; ``example`` (N, H, L, L) the attention on the
-    first sequence.
+    ``tokens`` (n, L); ``loss`` (n, L-1) per-token loss; ``induction``, ``previous`` and ``copying``
+    (N, H) scores averaged over the n sequences, and the same per sequence in ``*_by_seq``
+    (n, N, H); ``first_token`` (N, H) the average attention on position 0 (a decoder's attention
+    sink) of queries 1 .. L-1; ``example`` (N, H, L, L) the attention on the first sequence.
     """
 
     tokens: Tensor
     length: int
     start: int
     loss: Tensor
-    induction: Tensor
-    previous: Tensor
+    induction_by_seq: Tensor
+    previous_by_seq: Tensor
+    copying_by_seq: Tensor
     first_token: Tensor
     example: Tensor
+
+    @property
+    def induction(self) -> Tensor:
+        return self.induction_by_seq.mean(0)
+
+    @property
+    def previous(self) -> Tensor:
+        return self.previous_by_seq.mean(0)
+
+    @property
+    def copying(self) -> Tensor:
+        return self.copying_by_seq.mean(0)
 
     def copy_losses(self) -> tuple[Tensor, Tensor]:
         return copy_losses(self.loss, self.length, self.start)
 
 
+def _norm_weight(norm, offset: float) -> tuple[Tensor, bool]:
+    """A norm's elementwise scale (Gemma stores scale - 1) and whether it centres (LayerNorm)."""
+    return norm.weight.float() + offset, isinstance(norm, torch.nn.LayerNorm)
+
+
+class _DirectLogits:
+    """Reads a head's output straight through the final norm's scale and the unembedding.
+
+    For an output u (..., width) the logits are l = W_U (g * u) (u centred first after a LayerNorm).
+    Only three summaries of l over the vocabulary are needed, and each is exact without forming
+    l: the logit of one token, W_U[t] . (g * u); the mean, mean(W_U) . (g * u); and the mean square,
+    (g * u)^T C (g * u) with C = W_U^T W_U / V.
+    """
+
+    def __init__(self, layout):
+        offset = 1.0 if isinstance(layout, Gemma) else 0.0
+        self.g, self.center = _norm_weight(layout.final_norm(), offset)
+        w = layout.unembedding().weight.float()  # (V, width)
+        self.w, self.w_mean, self.gram = w, w.mean(0), w.T @ w / w.shape[0]
+
+    def zscore(self, u: Tensor, target: Tensor) -> Tensor:
+        """(l[target] - mean l) / std l for outputs u (..., width) and target ids (...)."""
+        if self.center:
+            u = u - u.mean(-1, keepdim=True)
+        u = u * self.g
+        mean = u @ self.w_mean
+        var = torch.einsum("...d,de,...e->...", u, self.gram, u) - mean ** 2
+        return ((u * self.w[target]).sum(-1) - mean) / var.clamp_min(1e-12).sqrt()
+
+
+@torch.no_grad()
 def induction_test(model, tokens: Tensor, length: int, start: int = 1, batch_size: int = 4) -> InductionResult:
-    """Run the repeated-random-tokens test: per-token loss and every head's induction and
-    previous-token score. ``tokens`` (n, start + 2 * length) from :func:`repeated_random_tokens`."""
+    """Run the repeated-random-tokens test: per-token loss and every head's induction,
+    previous-token and copying score. ``tokens`` (n, start + 2 * length) from :func:`repeated_random_tokens`.
+
+    The **copying score** of a head (Olsson et al., 2022: "the head's output increases the logit of
+    the attended-to token") reads each head's own output at the queries of the second copy straight
+    through the final norm's scale and the unembedding, and measures the logit of the correct next
+    token in standard deviations above the mean logit over the vocabulary (direct logit
+    attribution: the norms' rescaling by the residual stream's size is left out). A head that
+    copies the token it attends to scores several; a head that writes nothing about it about 0.
+    """
     if tokens.dim() != 2 or tokens.shape[1] != start + 2 * length:
         raise ValueError(f"tokens must be (n, start + 2 * length) = (n, {start + 2 * length}), "
                          f"got {tuple(tokens.shape)}")
+    layout = layout_of(model, "induction_test")
     device = next(model.parameters()).device
-    losses, ind, prev, sink, example = [], 0.0, 0.0, 0.0, None
-    for chunk in progress(tokens.split(batch_size), desc="induction test", total=-(-len(tokens) // batch_size)):
-        with torch.no_grad(), eager_attention(model):  # one forward pass gives both weights and logits
-            out = model(input_ids=chunk.to(device), output_attentions=True)
-        w = torch.stack([a.float().cpu() for a in out.attentions], dim=1)  # (b, N, H, L, L)
-        ind = ind + induction_scores(w, length, start).sum(0)
-        prev = prev + previous_token_scores(w, start).sum(0)
-        sink = sink + w[..., 1:, 0].mean(-1).sum(0)  # position 0 attends only to itself: skip it
-        example = w[0] if example is None else example
-        logits = out.logits.float()
-        losses.append(F.cross_entropy(logits[:, :-1].transpose(1, 2), chunk[:, 1:].to(device),
-                                      reduction="none").cpu())
+    reader = _DirectLogits(layout)
+    offset = 1.0 if isinstance(layout, Gemma) else 0.0
+    queries = torch.arange(start + length, start + 2 * length - 1)  # second copy, each with a next token
+    heads_in: dict[int, Tensor] = {}
+    hooks = [layout.out_proj(layer).register_forward_pre_hook(
+        lambda module, args, i=i: heads_in.__setitem__(i, args[0])) for i, layer in enumerate(layout.layers)]
+    losses, ind, prev, copying, sink, example = [], [], [], [], 0.0, None
+    try:
+        for chunk in progress(tokens.split(batch_size), desc="induction test", total=-(-len(tokens) // batch_size)):
+            with eager_attention(model):  # one forward pass gives both weights and logits
+                out = model(input_ids=chunk.to(device), output_attentions=True)
+            w = torch.stack([a.float().cpu() for a in out.attentions], dim=1)  # (b, N, H, L, L)
+            ind.append(induction_scores(w, length, start))
+            prev.append(previous_token_scores(w, start))
+            sink = sink + w[..., 1:, 0].mean(-1).sum(0)  # position 0 attends only to itself: skip it
+            example = w[0] if example is None else example
+            target = chunk[:, queries + 1].to(device)  # (b, Q)
+            per_layer = []
+            for i, layer in enumerate(layout.layers):
+                z = heads_in[i][:, queries].float().unflatten(-1, (layout.num_heads, -1))  # (b, Q, H, D)
+                w_o = layout.out_proj(layer).weight.float().unflatten(1, (layout.num_heads, -1))  # (width, H, D)
+                u = torch.einsum("bqhd,ohd->bqho", z, w_o)  # each head's output in the residual stream
+                if isinstance(layout, Gemma):  # Gemma normalises the attention output before adding it
+                    u = u * _norm_weight(layer.post_attention_layernorm, offset)[0]
+                per_layer.append(reader.zscore(u, target[:, :, None].expand(u.shape[:3])).mean(1))  # (b, H)
+            copying.append(torch.stack(per_layer, dim=1).cpu())
+            logits = out.logits.float()
+            losses.append(F.cross_entropy(logits[:, :-1].transpose(1, 2), chunk[:, 1:].to(device),
+                                          reduction="none").cpu())
+    finally:
+        for h in hooks:
+            h.remove()
     n = len(tokens)
-    return InductionResult(tokens, length, start, torch.cat(losses), ind / n, prev / n, sink / n, example)
+    return InductionResult(tokens, length, start, torch.cat(losses), torch.cat(ind), torch.cat(prev),
+                           torch.cat(copying), sink / n, example)
 
 
 def top_heads(scores: Tensor, k: int = 10) -> list[tuple[int, int, float]]:
@@ -171,43 +246,67 @@ def top_heads(scores: Tensor, k: int = 10) -> list[tuple[int, int, float]]:
     return [(int(i) // H, int(i) % H, float(v)) for v, i in zip(values, flat)]
 
 
-def _decoder_layers(model):
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if layers is None or not all(hasattr(getattr(layer, "self_attn", None), "o_proj") for layer in layers):
-        raise TypeError(f"ablate_heads supports Llama-style decoders (model.model.layers[i].self_attn.o_proj); "
-                        f"{type(model).__name__} is not one")
-    return layers
-
-
-@contextmanager
-def ablate_heads(model, heads: Iterable[tuple[int, int]]):
-    """Inside the ``with`` block, the listed ``(layer, head)`` pairs write nothing: their slice of
-    the input to the output projection ``o_proj`` is set to zero (zero-ablation)."""
-    layers = _decoder_layers(model)
+def _heads_by_layer(model, heads, who) -> tuple[object, dict[int, list[int]]]:
+    layout = layout_of(model, who)
     by_layer: dict[int, list[int]] = {}
     for item in heads:
         layer, head = (int(x) for x in item[:2])
-        attn = layers[layer].self_attn if 0 <= layer < len(layers) else None
-        n_heads = model.config.num_attention_heads
-        if attn is None or not 0 <= head < n_heads:
-            raise ValueError(f"head ({layer}, {head}) does not exist: the model has {len(layers)} layers "
-                             f"of {n_heads} heads")
+        if not (0 <= layer < len(layout.layers) and 0 <= head < layout.num_heads):
+            raise ValueError(f"head ({layer}, {head}) does not exist: the model has {len(layout.layers)} layers "
+                             f"of {layout.num_heads} heads")
         by_layer.setdefault(layer, []).append(head)
+    return layout, by_layer
+
+
+@torch.no_grad()
+def head_means(model, input_ids: Tensor, batch_size: int = 8) -> Tensor:
+    """Every head's average output, before the output projection, over all positions of all
+    sequences in ``input_ids`` (n, L): (N, H, D). What :func:`ablate_heads` puts in a head's place
+    for a *mean* ablation."""
+    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.shape[1] < 1:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be (batch, length), got {shape}")
+    layout = layout_of(model, "head_means")
+    device = next(model.parameters()).device
+    sums = [0.0] * len(layout.layers)
+    hooks = [layout.out_proj(layer).register_forward_pre_hook(
+        lambda module, args, i=i: sums.__setitem__(i, sums[i] + args[0].float().sum((0, 1))))
+        for i, layer in enumerate(layout.layers)]
+    try:
+        for chunk in input_ids.split(batch_size):
+            model(input_ids=chunk.to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.stack(sums).unflatten(-1, (layout.num_heads, -1)).cpu() / input_ids.numel()
+
+
+@contextmanager
+def ablate_heads(model, heads: Iterable[tuple[int, int]], means: Tensor | None = None):
+    """Inside the ``with`` block, the listed ``(layer, head)`` pairs are switched off: their slice of
+    the input to the output projection is set to zero (zero-ablation) or, given ``means`` (N, H, D)
+    from :func:`head_means`, to the head's average output (mean-ablation, which keeps what a head
+    writes on every input and removes only what depends on this input)."""
+    layout, by_layer = _heads_by_layer(model, heads, "ablate_heads")
+    D = layout.head_dim
+    if means is not None and (not isinstance(means, Tensor) or
+                              tuple(means.shape) != (len(layout.layers), layout.num_heads, D)):
+        got = tuple(means.shape) if isinstance(means, Tensor) else type(means).__name__
+        raise ValueError(f"means must be (layers, heads, head_dim) = {(len(layout.layers), layout.num_heads, D)} "
+                         f"(from head_means), got {got}")
     handles = []
 
-    def make_hook(idx: list[int], d: int):
+    def make_hook(layer: int, idx: list[int]):
         def hook(module, args):
             x = args[0].clone()
             for h in idx:
-                x[..., h * d:(h + 1) * d] = 0
+                x[..., h * D:(h + 1) * D] = 0 if means is None else means[layer, h].to(x.device, x.dtype)
             return (x, *args[1:])
         return hook
 
     try:
         for layer, idx in by_layer.items():
-            attn = layers[layer].self_attn
-            d = getattr(attn, "head_dim", model.config.hidden_size // model.config.num_attention_heads)
-            handles.append(attn.o_proj.register_forward_pre_hook(make_hook(idx, d)))
+            handles.append(layout.out_proj(layout.layers[layer]).register_forward_pre_hook(make_hook(layer, idx)))
         yield model
     finally:
         for h in handles:

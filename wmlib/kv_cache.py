@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .families import apply_rope, layout_of
+
 __all__ = [
     "KVCache",
     "CachedDecoder",
@@ -59,6 +61,11 @@ def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, dtype=
 class KVCache:
     """Keys and values of every layer: ``get(i)`` returns layer i's keys and values, (B, G, L, D) each.
 
+    Beside them the cache records each key's rotary position, ``positions(i)``, (B, 1, L) (or
+    (B, G, L) once heads have kept different tokens): the causal mask and a model's sliding window
+    are decided by positions, which stop being 0..L-1 once tokens are evicted. The positions are
+    bookkeeping, not memory the model needs: ``nbytes`` counts keys and values only.
+
     ``capacity`` (tokens) preallocates each layer's storage on the first append, as a server does
     when it knows the longest sequence; without it every append concatenates (the simplest
     growth, and the one Hugging Face's ``DynamicCache`` uses).
@@ -73,14 +80,17 @@ class KVCache:
         self.capacity = capacity
         self._k: list[Tensor | None] = [None] * num_layers  # storage, possibly longer than used
         self._v: list[Tensor | None] = [None] * num_layers
+        self._p: list[Tensor | None] = [None] * num_layers  # positions, (B, 1 or G, storage)
         self._len = [0] * num_layers
 
     def _check_layer(self, layer: int) -> None:
         if not isinstance(layer, int) or not 0 <= layer < self.num_layers:
             raise IndexError(f"layer must be an int in [0, {self.num_layers}), got {layer!r}")
 
-    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Add T new tokens' keys and values (B, G, T, D) to ``layer``; return all (B, G, L, D)."""
+    def append(self, layer: int, k: Tensor, v: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Add T new tokens' keys and values (B, G, T, D) to ``layer``; return all (B, G, L, D).
+
+        ``positions`` (B, T): the new tokens' rotary positions (default: their indices in the cache)."""
         self._check_layer(layer)
         for name, t in (("k", k), ("v", v)):
             if not isinstance(t, Tensor) or t.dim() != 4:
@@ -93,12 +103,19 @@ class KVCache:
                              f"{k.device} and v {tuple(v.shape)} {v.dtype} {v.device}")
         old = self._k[layer]
         n, t = self._len[layer], k.shape[2]
+        if positions is None:
+            positions = torch.arange(n, n + t, device=k.device).expand(k.shape[0], t)
+        if not isinstance(positions, Tensor) or tuple(positions.shape) != (k.shape[0], t):
+            got = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+            raise ValueError(f"positions must be (batch, tokens) = {(k.shape[0], t)}, got {got}")
+        pos = positions.to(k.device, torch.int64)[:, None, :]  # (B, 1, T)
         if old is not None:
             B, G, _, D = old.shape
             if (k.shape[0], k.shape[1], k.shape[3]) != (B, G, D) or k.dtype != old.dtype or k.device != old.device:
                 raise ValueError(
                     f"layer {layer} holds (batch, kv_heads, head_dim) = {(B, G, D)} of {old.dtype} on {old.device}; "
                     f"cannot append {tuple(k.shape)} of {k.dtype} on {k.device}")
+            pos = pos.expand(B, self._p[layer].shape[1], t)
         if self.capacity is not None and (old is None or old.shape[2] == self.capacity):
             if n + t > self.capacity:
                 raise RuntimeError(f"the cache is full: {n} + {t} tokens exceed its capacity of {self.capacity}")
@@ -106,13 +123,16 @@ class KVCache:
                 shape = (k.shape[0], k.shape[1], self.capacity, k.shape[3])
                 self._k[layer] = k.new_empty(shape)
                 self._v[layer] = v.new_empty(shape)
+                self._p[layer] = pos.new_zeros(k.shape[0], 1, self.capacity)
             self._k[layer][:, :, n:n + t] = k
             self._v[layer][:, :, n:n + t] = v
+            self._p[layer][:, :, n:n + t] = pos
         elif old is None:
-            self._k[layer], self._v[layer] = k, v
+            self._k[layer], self._v[layer], self._p[layer] = k, v, pos
         else:  # grow by concatenation (also after an eviction has compacted a preallocated cache)
             self._k[layer] = torch.cat([self._k[layer][:, :, :n], k], dim=2)
             self._v[layer] = torch.cat([self._v[layer][:, :, :n], v], dim=2)
+            self._p[layer] = torch.cat([self._p[layer][:, :, :n], pos], dim=2)
         self._len[layer] = n + t
         return self.get(layer)
 
@@ -124,12 +144,28 @@ class KVCache:
         n = self._len[layer]
         return self._k[layer][:, :, :n], self._v[layer][:, :, :n]
 
-    def set(self, layer: int, k: Tensor, v: Tensor) -> None:
-        """Replace what ``layer`` holds by ``k`` and ``v`` (B, G, L, D), e.g. re-rotated keys."""
+    def positions(self, layer: int) -> Tensor:
+        """The rotary positions of the keys stored for ``layer``: (B, 1, L), or (B, G, L) per head."""
+        self.get(layer)  # checks
+        return self._p[layer][:, :, :self._len[layer]]
+
+    def set(self, layer: int, k: Tensor, v: Tensor, positions: Tensor | None = None) -> None:
+        """Replace what ``layer`` holds by ``k`` and ``v`` (B, G, L, D), e.g. re-rotated keys, and their
+        ``positions`` (B, 1 or G, L); by default the positions held so far (or 0..L-1 for a new layer)."""
         self._check_layer(layer)
         if not (isinstance(k, Tensor) and isinstance(v, Tensor) and k.dim() == 4 and k.shape == v.shape):
             raise ValueError("k and v must be 4-D tensors (batch, kv_heads, tokens, head_dim) of the same shape")
-        self._k[layer], self._v[layer], self._len[layer] = k, v, k.shape[2]
+        B, G, L, _ = k.shape
+        if positions is None:
+            if self._k[layer] is not None and self._len[layer] == L and self._p[layer].shape[0] == B:
+                positions = self.positions(layer)
+            else:
+                positions = torch.arange(L, device=k.device).expand(B, 1, L)
+        if not isinstance(positions, Tensor) or positions.dim() != 3 or positions.shape[0] != B \
+                or positions.shape[1] not in (1, G) or positions.shape[2] != L:
+            got = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+            raise ValueError(f"positions must be (batch, 1 or kv_heads, tokens) = ({B}, 1 or {G}, {L}), got {got}")
+        self._k[layer], self._v[layer], self._p[layer], self._len[layer] = k, v, positions.to(k.device, torch.int64), L
 
     def layer_length(self, layer: int) -> int:
         self._check_layer(layer)
@@ -144,7 +180,7 @@ class KVCache:
         return self.length
 
     def nbytes(self) -> int:
-        """Bytes of storage the cache's tensors actually hold (allocated, not just used)."""
+        """Bytes of storage the cache's keys and values actually hold (allocated, not just used)."""
         total = 0
         for t in (*self._k, *self._v):
             if t is not None:
@@ -159,6 +195,7 @@ class KVCache:
         (per sequence, shared by the heads).
         """
         k, v = self.get(layer)
+        p = self.positions(layer)
         B, G, L, D = k.shape
         if not isinstance(index, Tensor) or index.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"index must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
@@ -167,66 +204,46 @@ class KVCache:
                              f"min {int(index.min())}, max {int(index.max())}")
         index = index.to(k.device, torch.int64)
         if index.dim() == 1:
-            self._k[layer], self._v[layer] = k[:, :, index], v[:, :, index]
+            self._k[layer], self._v[layer], self._p[layer] = k[:, :, index], v[:, :, index], p[:, :, index]
         elif index.dim() == 3 and index.shape[0] == B and index.shape[1] in (1, G):
             idx = index[..., None].expand(B, G, index.shape[2], D)
             self._k[layer], self._v[layer] = k.gather(2, idx), v.gather(2, idx)
+            heads = max(index.shape[1], p.shape[1])
+            self._p[layer] = p.expand(B, heads, L).gather(2, index.expand(B, heads, index.shape[2]))
         else:
             raise ValueError(f"index must be 1-D or (batch, kv_heads, n) = ({B}, {G} or 1, n); got {tuple(index.shape)}")
         self._len[layer] = index.shape[-1]
 
 
 # ------------------------------------------------------------------------- the model, written out
-def _rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary position embedding: rotate each pair of channels by a position-dependent angle.
-
-    Rotations compose, R(a) R(b) = R(a + b), which is what lets us *move* a cached key to a new
-    position by rotating it by the difference."""
-    return x * cos + _rotate_half(x) * sin
-
-
 class CachedDecoder:
-    """A Hugging Face Llama-family causal LM run layer by layer with explicit attention and a KVCache.
+    """A Hugging Face causal LM run layer by layer with explicit attention and a :class:`KVCache`.
 
     Uses the model's own weights and modules for embeddings, norms, projections, rotary angles and
-    MLPs; only the attention and the cache are written here. ``prefill`` runs the prompt once,
-    ``step`` one token per call; both return logits of the *last* position unless asked for all.
+    MLPs; only the attention and the cache are written here. What differs between families (where
+    the modules are, q/k norms, scaling, soft-capping, partial RoPE, parallel residuals, sliding
+    windows) is read from the model's :class:`wmlib.families.Layout`; a model of another family is
+    refused here, with the list of supported ones. ``prefill`` runs the prompt once, ``step`` one
+    token per call; both return logits of the *last* position unless asked for all.
     """
 
     def __init__(self, model):
-        inner = getattr(model, "model", None)
-        layers = getattr(inner, "layers", None)
-        ok = layers is not None and all(
-            hasattr(layer, "self_attn") and all(hasattr(layer.self_attn, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
-            for layer in layers) and hasattr(inner, "rotary_emb") and hasattr(model, "lm_head")
-        if not ok:
-            raise ValueError(
-                f"CachedDecoder needs a Llama-family causal LM (model.model.layers[i].self_attn.q_proj..., "
-                f"model.model.rotary_emb, model.lm_head), such as wmlib.models.load_causal_lm('smollm2-135m'); "
-                f"got {type(model).__name__}")
-        cfg = model.config
+        self.layout = layout_of(model, "CachedDecoder")
+        f, cfg = self.layout, model.config
         self.model = model
-        self.num_layers = cfg.num_hidden_layers
-        self.num_heads = cfg.num_attention_heads
-        self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.num_layers = len(f.layers)
+        self.num_heads, self.num_kv_heads, self.head_dim = f.num_heads, f.num_kv_heads, f.head_dim
         self.group = self.num_heads // self.num_kv_heads  # query heads per key/value head
-        self.scale = 1 / math.sqrt(self.head_dim)
+        self.scale = f.scale
         self.vocab_size = cfg.vocab_size
-        self._inner = inner
 
     @property
     def device(self) -> torch.device:
-        return self.model.lm_head.weight.device
+        return self.layout.unembedding().weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.lm_head.weight.dtype
+        return self.layout.unembedding().weight.dtype
 
     def bytes_per_token(self) -> int:
         """The formula for this model: 2 x layers x kv_heads x head_dim x bytes per element."""
@@ -235,11 +252,26 @@ class CachedDecoder:
     def new_cache(self, capacity: int | None = None) -> KVCache:
         return KVCache(self.num_layers, capacity)
 
-    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """cos and sin for (B, T) positions: (B, 1, T, D), broadcasting over heads."""
-        dummy = torch.empty(0, device=self.device, dtype=self.dtype)
-        cos, sin = self._inner.rotary_emb(dummy, positions.to(self.device))
-        return cos[:, None], sin[:, None]
+    def ropes(self, positions: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """cos and sin for (B, T) positions, for every layer (computed once per kind of RoPE)."""
+        kinds: dict[str, tuple[Tensor, Tensor]] = {}
+        out = []
+        for i in range(self.num_layers):
+            kind = self.layout.rope_kind(i)
+            if kind not in kinds:
+                kinds[kind] = self.rope(positions, i)
+            out.append(kinds[kind])
+        return out
+
+    def rope(self, positions: Tensor, layer: int = 0, unit: bool = False) -> tuple[Tensor, Tensor]:
+        """cos and sin for (B, T) positions in ``layer``: (B, 1, T, rotary channels), broadcasting over
+        heads. ``unit``: a pure rotation, without the amplitude some RoPE variants (YaRN) multiply in."""
+        like = torch.empty(0, device=self.device, dtype=self.dtype)
+        cos, sin = self.layout.rope(positions.to(self.device), layer, like)
+        if unit:
+            a = self.layout.rope_scaling(layer)
+            cos, sin = cos / a, sin / a
+        return cos, sin
 
     def _check_ids(self, input_ids: Tensor) -> Tensor:
         if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
@@ -252,32 +284,45 @@ class CachedDecoder:
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}); got {int(input_ids.min())}..{int(input_ids.max())}")
         return input_ids.to(self.device)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Causal grouped-query attention of T new queries over the L cached keys (the last T of which
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor, k_pos: Tensor, window: int | None = None,
+               need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Grouped-query attention of T new queries over the L cached keys (the last T of which
         are the new tokens themselves).
 
-        q: (B, H, T, D); k, v: (B, G, L, D). Returns the output (B, H, T, D) and, if asked, the
-        weights summed over each group's query heads, (B, G, T, L).
+        q: (B, H, T, D); k, v: (B, G, L, D); q_pos (B, T) and k_pos (B, 1 or G, L): positions. A query
+        sees the keys at its own position or before, and with a sliding ``window`` only those less
+        than ``window`` positions back. Returns the output (B, H, T, D) and, if asked, the weights
+        summed over each group's query heads, (B, G, T, L).
         """
         B, H, T, D = q.shape
         L = k.shape[2]
-        if T == L and T > 1 and not need_weights:  # a prefill: the fused kernel's own causal mask is fastest
+        f = self.layout
+        plain = f.softcap is None and not need_weights
+        if plain and T == L and T > 1 and window is None:  # a prefill: the fused kernel's causal mask is fastest
             k, v = (x.repeat_interleave(self.group, dim=1) for x in (k, v))  # one copy per query head
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True), None
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=f.scale), None
+        mask = None  # (B, 1 or G, T, L): which keys each query may see; None: all of them
+        if T > 1 or window is not None:
+            back = q_pos[:, None, :, None] - k_pos[:, :, None, :]  # how many positions back each key is
+            mask = back >= 0
+            if window is not None:
+                mask = mask & (back < window)
+            mask = mask.repeat(1, 1, self.group, 1)  # the same for every query head of a group
         # Fold the H/G query heads of a group into the query axis: (B, G, group*T, D). They all read the
         # same keys, so no copy of the cache per query head is needed.
         qg = q.reshape(B, self.num_kv_heads, self.group * T, D)
-        mask = None
-        if T > 1:  # query t (absolute L - T + t) may see keys 0 .. L - T + t
-            mask = torch.ones(T, L, dtype=torch.bool, device=q.device).tril(L - T).repeat(self.group, 1)
-        if not need_weights:
-            out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask)
+        if plain:
+            out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask, scale=f.scale)
             return out.reshape(B, H, T, D), None
-        scores = (qg @ k.transpose(-2, -1)) * self.scale  # (B, G, group*T, L)
+        scores = (qg @ k.transpose(-2, -1)) * f.scale  # (B, G, group*T, L)
+        if f.softcap is not None:  # Gemma 2: scores squashed into (-cap, cap)
+            scores = torch.tanh(scores / f.softcap) * f.softcap
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        weights = scores.softmax(dim=-1)
+        weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
         out = (weights @ v).reshape(B, H, T, D)
+        if not need_weights:
+            return out, None
         return out, weights.reshape(B, self.num_kv_heads, self.group, T, L).sum(2)
 
     @torch.inference_mode()
@@ -297,24 +342,22 @@ class CachedDecoder:
             positions = torch.arange(cache.length, cache.length + T, device=self.device).expand(B, T)
         elif tuple(positions.shape) != (B, T):
             raise ValueError(f"positions must be (batch, tokens) = {(B, T)}, got {tuple(positions.shape)}")
-        cos, sin = self.rope(positions)
-        x = self._inner.embed_tokens(input_ids)  # (B, T, hidden)
-        all_weights = []
-        for i, layer in enumerate(self._inner.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-            k = attn.k_proj(h).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, G, T, D)
-            v = attn.v_proj(h).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        positions = positions.to(self.device)
+        f = self.layout  # where this model family keeps its modules (wmlib.families)
+        x = f.embed(input_ids)  # (B, T, width)
+        ropes, all_weights = self.ropes(positions), []
+        for i, layer in enumerate(f.layers):
+            h = f.attn_norm(layer)(x)
+            q, k, v = f.qkv(layer, h)  # (B, H, T, D), (B, G, T, D), (B, G, T, D)
+            cos, sin = ropes[i]
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            k_all, v_all = cache.append(i, k, v)  # the working memory grows by T tokens
-            out, w = self.attend(q, k_all, v_all, need_weights)
+            k_all, v_all = cache.append(i, k, v, positions)  # the working memory grows by T tokens
+            out, w = self.attend(q, k_all, v_all, positions, cache.positions(i), f.windows[i], need_weights)
             all_weights.append(w)
-            x = x + attn.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = f.finish(layer, x, h, out.transpose(1, 2).reshape(B, T, -1))  # output projection, MLP, residual
         if not all_logits:
             x = x[:, -1]  # the vocabulary projection is costly: only the last position predicts
-        logits = self.model.lm_head(self._inner.norm(x))
+        logits = f.logits(x)
         return (logits, all_weights) if need_weights else logits
 
     def prefill(self, input_ids: Tensor, cache: KVCache, **kwargs):
@@ -549,13 +592,18 @@ def stream_under_budget(decoder: CachedDecoder, input_ids: Tensor, policy: Evict
     With ``policy.positions == "cache"``, the new token gets position L (the cache length) and,
     after an eviction, each kept key is rotated by (new position - old position): exact, because
     rotations compose, R(a) R(b) = R(a + b).
+
+    With a :class:`PerRow` policy, ``input_ids`` may hold ``rows_each`` sequences only: each is then
+    read under every policy (the result has ``len(policies) * rows_each`` rows, policy by policy),
+    and the first ``budget`` tokens, the same under every policy, are read once.
     """
     from .utils import progress
 
     ids = decoder._check_ids(input_ids)
     if policy is not None and not isinstance(policy, EvictionPolicy):
         raise ValueError(f"policy must be an EvictionPolicy or None, got {type(policy).__name__}")
-    B, N = ids.shape
+    copies = len(policy.policies) if isinstance(policy, PerRow) and ids.shape[0] == policy.rows_each else 1
+    B, N = ids.shape[0] * copies, ids.shape[1]
     G, dev = decoder.num_kv_heads, ids.device
     budget = N if policy is None else policy.budget
     renumber = (policy.renumbers(B) if policy is not None else torch.zeros(B, dtype=torch.bool)).to(dev)
@@ -577,11 +625,18 @@ def stream_under_budget(decoder: CachedDecoder, input_ids: Tensor, policy: Evict
     # as one by one, and faster). scores: the attention each cached token has received so far, per
     # layer (B, G, L); where: each cached token's position in the text, per layer (B, G, L).
     first = min(budget, N)
-    scores = [torch.zeros(B, G, 0, device=dev) for _ in range(decoder.num_layers)] if need_scores else None
+    scores = [torch.zeros(B // copies, G, 0, device=dev) for _ in range(decoder.num_layers)] if need_scores else None
     for t0 in range(0, first, 128):
         weights = read(t0, min(t0 + 128, first))
         if need_scores:
             scores = [F.pad(s, (0, w.shape[-1] - s.shape[-1])) + w.sum(dim=2) for s, w in zip(scores, weights)]
+    if copies > 1:  # one copy of what was read so far for each policy
+        ids, targets = ids.repeat(copies, 1), targets.repeat(copies, 1)
+        nlls, preds = [x.repeat(copies, 1) for x in nlls], [x.repeat(copies, 1) for x in preds]
+        scores = [s.repeat(copies, 1, 1) for s in scores] if need_scores else None
+        for i in range(decoder.num_layers):
+            k, v = cache.get(i)
+            cache.set(i, k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1), cache.positions(i).repeat(copies, 1, 1))
     where = [torch.arange(first, device=dev).expand(B, G, first).clone() for _ in range(decoder.num_layers)]
     if on_step is not None:
         for t in range(first):
@@ -601,12 +656,13 @@ def stream_under_budget(decoder: CachedDecoder, input_ids: Tensor, policy: Evict
             index = policy.keep(length, scores[i] if need_scores else None).to(dev)
             full = index.expand(B, G, index.shape[-1])  # (n,), (B, 1, n) or (B, G, n) -> (B, G, n)
             cache.keep(i, index)
-            if renumber.any():  # kept token j moves from position full[..., j] to j (rows that renumber)
-                shift = (torch.arange(full.shape[-1], device=dev) - full) * renumber[:, None, None]  # <= 0
-                cos, sin = decoder.rope(shift.reshape(B * G, -1))
+            if renumber.any():  # kept token j moves from position p to j (rows that renumber)
                 k, v = cache.get(i)
-                D = k.shape[-1]
-                cache.set(i, apply_rope(k, cos.reshape(B, G, -1, D), sin.reshape(B, G, -1, D)), v)
+                p = cache.positions(i).expand(B, G, k.shape[2])
+                new = torch.where(renumber[:, None, None], torch.arange(k.shape[2], device=dev), p)
+                cos, sin = decoder.rope((new - p).reshape(B * G, -1), i, unit=True)  # rotate by new - p <= 0
+                r = cos.shape[-1]
+                cache.set(i, apply_rope(k, cos.reshape(B, G, -1, r), sin.reshape(B, G, -1, r)), v, new)
             where[i] = where[i].gather(-1, full)
             if need_scores:
                 scores[i] = scores[i].gather(-1, full)
