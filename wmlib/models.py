@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .data import cache_root
-from .utils import progress_enabled
+from .utils import get_device, progress_enabled
 
 __all__ = ["MODELS", "ModelSpec", "ModelNotAvailable", "DTYPES", "resolve_dtype", "load_causal_lm", "load_encoder",
            "local_model_status"]
@@ -246,8 +246,10 @@ def _load(name: str, kind: str, device, dtype, revision: str | None = None):
     if spec is not None and spec.kind != kind:
         other = "load_encoder" if spec.kind == "encoder" else "load_causal_lm"
         raise ValueError(f"{name!r} is a {spec.kind} model: use wmlib.models.{other}({name!r})")
+    if device is not None:
+        device = get_device(device)  # "cuda" without a GPU: a clear error now, not a torch assertion later
     kwargs = {"dtype": dtype}
-    if device is not None and torch.device(device).type == "cuda" and importlib.util.find_spec("accelerate"):
+    if device is not None and device.type == "cuda" and importlib.util.find_spec("accelerate"):
         kwargs["device_map"] = str(torch.device(device))  # load straight onto the GPU, not first into host RAM
     if revision is not None:
         kwargs["revision"] = revision
