@@ -62,3 +62,43 @@ def test_bench_command_can_be_shared():
     args = parser.parse_args(["bench", "kv-cache", "--contexts", "8"])
     assert args.contexts == [8] and args.func is cli_bench.run
     assert build_parser().parse_args(["bench", "kv-cache"]).new_tokens == 32
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gpt_neox"])
+def test_bench_runs_on_a_local_folder_of_every_family(family, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "kv.json"
+    dtype = "bfloat16" if family == "qwen3" else "float32"
+    assert main(["bench", "kv-cache", "--model", str(tiny_model_dir(family)), "--contexts", "40", "--new-tokens", "6",
+                 "--repeats", "1", "--dtype", dtype, "--json", str(out)]) == 0
+    row = json.loads(out.read_text())[0]
+    assert row["matches_uncached"] is True and row["dtype"] == dtype
+    assert row["bytes_per_token_measured"] == row["bytes_per_token_formula"]
+    if dtype == "float32":  # in bfloat16 a near-tie may be broken differently by another kernel
+        assert row["matches_generate"] is True
+    capsys.readouterr()
+    assert main(["induction", "--model", str(tiny_model_dir(family)), "--sequences", "2", "--length", "6",
+                 "--device", "cpu"]) == 0
+    assert "second copy" in capsys.readouterr().out
+
+
+def test_streaming_bench_past_a_short_context(tiny_model_dir, tmp_path):
+    from wmlib.cli.bench import STREAMING_DEFAULTS, bench_streaming
+
+    out = bench_streaming(str(tiny_model_dir("llama")), budget=16, sinks=2, past=64, window=32, block=8,
+                          show_progress=False, context=64)
+    assert out["config"]["tokens"] == 128 and out["config"]["context"] == 64
+    assert set(out["after_context"]) == {"StreamingLLM", "sinks, original positions", "full cache"}
+    for value, low, high, n, _ in out["after_context"].values():
+        assert low <= value <= high and n == 63 // 8
+    assert all(len(c["end"]) == 4 == len(c["ppl"]) for c in out["curves"].values())
+    assert out["verdict"][0].isupper() and out["command"].startswith("wmlib bench streaming")
+    assert set(STREAMING_DEFAULTS) <= set(out["config"])
+
+
+@pytest.mark.parametrize("kwargs, message", [({"sinks": 0}, "sinks"), ({"window": 30}, "window"),
+                                             ({"text": "babi"}, "sst2/dev"), ({"past": 16}, "past")])
+def test_streaming_bench_bad_arguments(kwargs, message, tmp_path):
+    from wmlib.cli.bench import bench_streaming
+
+    with pytest.raises(ValueError, match=message):
+        bench_streaming("no-such-model", **{"budget": 16, "sinks": 2, "past": 64, "window": 32, "block": 8, **kwargs})

@@ -220,3 +220,17 @@ def test_other_families_are_refused():
         with pytest.raises(ValueError, match="gpt_neox .GPT-NeoX and Pythia.") as err:
             make()
         assert all(name in str(err.value) for name in SUPPORTED)
+
+
+def test_first_divergence_names_the_step_and_its_margin(tiny_lm):
+    from wmlib.kv_cache import first_divergence
+
+    model, tok = tiny_lm("qwen3")
+    dec = CachedDecoder(model)
+    ids = text_ids(tok, 12)
+    new, _ = greedy_decode(dec, ids, 6)
+    assert first_divergence(dec, ids, new, new) == (None, 0.0)
+    other = new.clone()
+    other[0, 3] = (new[0, 3] + 1) % model.config.vocab_size
+    at, margin = first_divergence(dec, ids, new, other)
+    assert at == 3 and margin > 0  # greedy chose its own token, so its logit is the larger

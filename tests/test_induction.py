@@ -148,12 +148,11 @@ def test_ablation_rejects_bad_heads(tiny_llama):
             pass
 
 
-def test_cli_on_a_tiny_model(tiny_llama, monkeypatch, capsys):
-    tok = type("Tok", (), {"bos_token_id": 1, "all_special_ids": [0, 1], "__len__": lambda self: 64})()
-    monkeypatch.setattr("wmlib.models.load_causal_lm", lambda name, device=None: (tiny_llama, tok))
-    assert main(["induction", "--sequences", "2", "--length", "5", "--top", "3", "--device", "cpu"]) == 0
+def test_cli_on_a_tiny_model(tiny_model_dir, capsys):
+    assert main(["induction", "--model", str(tiny_model_dir("llama")), "--sequences", "2", "--length", "5",
+                 "--top", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "first copy" in out and "second copy" in out and out.count(": ") >= 3
+    assert "first copy" in out and "second copy" in out and out.count(": ") >= 3 and "copying" in out
 
 
 @pytest.mark.slow

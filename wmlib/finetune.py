@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import LabelledTexts, cache_root
-from .utils import progress
+from .utils import progress, synchronize
 
 __all__ = [
     "mean_pool", "SentenceClassifier", "keep_layers", "prune_feed_forward", "freeze_word_embeddings", "tokenize", "length_bucketed_batches", "linear_warmup_decay",
@@ -378,7 +378,7 @@ def latency_ms(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: in
     if len(texts) < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} texts, got {len(texts)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = lambda: synchronize(device)  # noqa: E731
     model.eval()
     n_batches = len(texts) // batch_size
     times = []

@@ -37,6 +37,7 @@ __all__ = [
     "CachedDecoder",
     "greedy_decode",
     "uncached_greedy_decode",
+    "first_divergence",
     "kv_bytes_per_token",
     "EvictionPolicy",
     "SlidingWindow",
@@ -415,6 +416,27 @@ def uncached_greedy_decode(decoder: CachedDecoder, input_ids: Tensor, max_new_to
         logits = decoder.forward(ids, decoder.new_cache())  # a fresh cache each time: nothing reused
         ids = torch.cat([ids, logits.argmax(dim=-1, keepdim=True)], dim=1)
     return ids[:, input_ids.shape[1]:]
+
+
+@torch.inference_mode()
+def first_divergence(decoder: CachedDecoder, input_ids: Tensor, ours: Tensor, theirs: Tensor) -> tuple[int | None, float]:
+    """Where two greedy continuations of ``input_ids`` (1, N) first differ, and how close a call it was.
+
+    ``ours`` and ``theirs`` (1, n) are new tokens. Returns ``(None, 0.0)`` when they are identical,
+    else ``(i, margin)``: the first differing step and by how much this decoder's logit of its own
+    choice exceeded that of the other token there. In float32 two correct implementations agree
+    exactly; in bfloat16 or float16 they may split where two tokens tie within rounding, which a
+    margin of the dtype's precision shows.
+    """
+    ours, theirs = ours.reshape(1, -1).to(decoder.device), theirs.reshape(1, -1).to(decoder.device)
+    n = min(ours.shape[1], theirs.shape[1])
+    diff = (ours[0, :n] != theirs[0, :n]).nonzero()
+    if len(diff) == 0:
+        return None, 0.0
+    i = int(diff[0])
+    prefix = torch.cat([decoder._check_ids(input_ids), ours[:, :i]], dim=1)
+    logits = decoder.forward(prefix, decoder.new_cache()).float()[0]
+    return i, float(logits[ours[0, i]] - logits[theirs[0, i]])
 
 
 # ------------------------------------------------------------------------- eviction under a budget

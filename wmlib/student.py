@@ -31,6 +31,7 @@ from .distillation import distillation_loss
 from .finetune import (SentenceClassifier, SST2Recipe, TrainHistory, fine_tune_sst2, freeze_word_embeddings,
                        keep_layers, load_classifier, predict_logits, prune_feed_forward, save_classifier, tokenize,
                        train_classifier)
+from .utils import synchronize
 
 __all__ = ["make_student", "distill", "compare_latency", "StudentRecipe", "load_student", "distill_sst2"]
 
@@ -111,7 +112,7 @@ def _timed_rounds(models, tokenizer, batches, warmup, repeats, rounds, max_len) 
     for _ in range(rounds):
         for name, model in models.items():
             device = next(model.parameters()).device
-            sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+            sync = lambda: synchronize(device)  # noqa: E731
             for call in range(warmup + repeats):
                 chunk = batches[call % len(batches)]
                 sync()

@@ -88,24 +88,39 @@ def timer() -> Iterator[dict]:
         out["seconds"] = time.perf_counter() - start
 
 
-def time_call(fn, *args, repeats: int = 5, warmup: int = 1, device: torch.device | None = None, **kwargs) -> float:
-    """Median wall-clock seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs after ``warmup``.
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait for the GPU (CUDA or Apple's MPS) to finish queued work; nothing on a CPU. Every timing
+    calls it before reading a clock: GPU calls return before the work is done."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
 
-    On a GPU the device is synchronised around each call, so the time is the kernel's, not the
-    launch's.
+
+def time_call(fn, *args, repeats: int = 5, warmup: int = 1, device: torch.device | None = None,
+              clock: str = "wall", **kwargs) -> float:
+    """Median seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs after ``warmup``.
+
+    ``clock="wall"``: wall-clock time; ``clock="cpu"``: this process's CPU time (all threads), which
+    other programs sharing the machine inflate much less, so it suits a comparison that must hold
+    on a busy computer. On a GPU the device is synchronised around each call, so the time is the
+    kernel's, not the launch's.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
-    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == "cuda" else (lambda: None)
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    now = time.perf_counter if clock == "wall" else time.process_time
     for _ in range(warmup):
         fn(*args, **kwargs)
     times = []
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
+        synchronize(device)
+        start = now()
         fn(*args, **kwargs)
-        sync()
-        times.append(time.perf_counter() - start)
+        synchronize(device)
+        times.append(now() - start)
     return float(np.median(times))
 
 

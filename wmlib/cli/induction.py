@@ -19,12 +19,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..induction import induction_test, repeated_random_tokens, top_heads
+    from ..lm import special_prefix
     from ..models import load_causal_lm
     from ..utils import get_device, seed_everything
 
     g = seed_everything(args.seed)
     model, tok = load_causal_lm(args.model, device=get_device(args.device))
-    prefix = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    prefix = special_prefix(tok)  # the tokenizer's BOS token, if it adds one
     tokens = repeated_random_tokens(args.sequences, args.length, len(tok), g, prefix, tok.all_special_ids)
     res = induction_test(model, tokens, args.length, start=len(prefix), batch_size=args.batch_size)
     first, second = res.copy_losses()
@@ -33,7 +34,7 @@ def run(args) -> int:
     print(f"  mean loss, second copy {second.mean():.2f} nats")
     N, H = res.induction.shape
     print(f"  induction score of the average head: {res.induction.mean():.3f} over {N}x{H} heads")
-    print("  top heads (layer.head: induction score, previous-token score):")
+    print("  top heads (layer.head: induction score, previous-token score, copying score):")
     for layer, head, s in top_heads(res.induction, args.top):
-        print(f"    {layer:>2}.{head}: {s:.3f}  {res.previous[layer, head]:.3f}")
+        print(f"    {layer:>2}.{head}: {s:.3f}  {res.previous[layer, head]:.3f}  {res.copying[layer, head]:+.2f}")
     return 0
