@@ -103,6 +103,7 @@ def test_induction_test_agrees_with_its_parts(tiny_llama):
     assert torch.allclose(res.previous, previous_token_scores(w, start).mean(0), atol=1e-6)
     assert torch.allclose(res.loss, per_token_loss(tiny_llama, tokens), atol=1e-5)
     assert torch.allclose(res.first_token, w[..., 1:, 0].mean((0, -1)), atol=1e-6)
+    assert torch.allclose(res.first_token_by_seq, w[..., 1:, 0].mean(-1), atol=1e-6)
     assert torch.allclose(res.example, w[0])
     with pytest.raises(ValueError, match="start \\+ 2 \\* length"):
         induction_test(tiny_llama, tokens, T + 1, start)

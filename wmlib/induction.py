@@ -124,7 +124,8 @@ class InductionResult:
     ``tokens`` (n, L); ``loss`` (n, L-1) per-token loss; ``induction``, ``previous`` and ``copying``
     (N, H) scores averaged over the n sequences, and the same per sequence in ``*_by_seq``
     (n, N, H); ``first_token`` (N, H) the average attention on position 0 (a decoder's attention
-    sink) of queries 1 .. L-1; ``example`` (N, H, L, L) the attention on the first sequence.
+    sink) of queries 1 .. L-1, per sequence in ``first_token_by_seq``; ``example`` (N, H, L, L) the
+    attention on the first sequence.
     """
 
     tokens: Tensor
@@ -134,7 +135,7 @@ class InductionResult:
     induction_by_seq: Tensor
     previous_by_seq: Tensor
     copying_by_seq: Tensor
-    first_token: Tensor
+    first_token_by_seq: Tensor
     example: Tensor
 
     @property
@@ -148,6 +149,10 @@ class InductionResult:
     @property
     def copying(self) -> Tensor:
         return self.copying_by_seq.mean(0)
+
+    @property
+    def first_token(self) -> Tensor:
+        return self.first_token_by_seq.mean(0)
 
     def copy_losses(self) -> tuple[Tensor, Tensor]:
         return copy_losses(self.loss, self.length, self.start)
@@ -206,7 +211,7 @@ def induction_test(model, tokens: Tensor, length: int, start: int = 1, batch_siz
     heads_in: dict[int, Tensor] = {}
     hooks = [layout.out_proj(layer).register_forward_pre_hook(
         lambda module, args, i=i: heads_in.__setitem__(i, args[0])) for i, layer in enumerate(layout.layers)]
-    losses, ind, prev, copying, sink, example = [], [], [], [], 0.0, None
+    losses, ind, prev, copying, sink, example = [], [], [], [], [], None
     try:
         for chunk in progress(tokens.split(batch_size), desc="induction test", total=-(-len(tokens) // batch_size)):
             with eager_attention(model):  # one forward pass gives both weights and logits
@@ -214,7 +219,7 @@ def induction_test(model, tokens: Tensor, length: int, start: int = 1, batch_siz
             w = torch.stack([a.float().cpu() for a in out.attentions], dim=1)  # (b, N, H, L, L)
             ind.append(induction_scores(w, length, start))
             prev.append(previous_token_scores(w, start))
-            sink = sink + w[..., 1:, 0].mean(-1).sum(0)  # position 0 attends only to itself: skip it
+            sink.append(w[..., 1:, 0].mean(-1))  # (b, N, H); position 0 attends only to itself: skip it
             example = w[0] if example is None else example
             target = chunk[:, queries + 1].to(device)  # (b, Q)
             per_layer = []
@@ -232,9 +237,8 @@ def induction_test(model, tokens: Tensor, length: int, start: int = 1, batch_siz
     finally:
         for h in hooks:
             h.remove()
-    n = len(tokens)
     return InductionResult(tokens, length, start, torch.cat(losses), torch.cat(ind), torch.cat(prev),
-                           torch.cat(copying), sink / n, example)
+                           torch.cat(copying), torch.cat(sink), example)
 
 
 def top_heads(scores: Tensor, k: int = 10) -> list[tuple[int, int, float]]:
