@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AssociativeRecall", "train_recall", "answers_correct"]
+__all__ = ["AssociativeRecall", "RECALL_GPT", "RECALL_TEST_SEED", "train_recall", "train_recall_seeds", "recall_test_set",
+           "answers_correct"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,9 @@ class AssociativeRecall:
 
 
 # ------------------------------------------------------------------------------ training a GPT on it
+RECALL_GPT = {"d_model": 64, "num_heads": 4, "num_layers": 2, "d_ff": 256}  # the model train_recall builds
+
+
 def answers_correct(model, inputs: Tensor, answers: Tensor, batch_size: int = 500) -> Tensor:
     """(N,) bool: whether the greedy prediction at the last position (the query) is the answer."""
     was_training = model.training
@@ -140,22 +144,39 @@ def answers_correct(model, inputs: Tensor, answers: Tensor, batch_size: int = 50
 
 
 def train_recall(task: AssociativeRecall, steps: int, seed: int = 0, batch_size: int = 64, lr: float = 1e-3,
-                 eval_every: int = 100, n_eval: int = 500, device=None, desc: str = "", **config):
+                 eval_every: int = 100, n_eval: int = 500, device=None, desc: str = "", threads: int | None = 1,
+                 **config):
     """Train a small GPT as a language model on ``task``'s sequences: next-token cross-entropy at
     every position (the causal mask is what keeps position t from reading token t + 1).
 
-    ``config`` overrides :class:`~wmlib.transformer.GPTConfig` (default: 2 layers, d_model 64,
-    4 heads, d_ff 256). The seed fixes the initialisation and the training stream; the curve is
-    the accuracy on ``n_eval`` held-out sequences (drawn with seed ``10_000 + seed``) every
+    ``config`` overrides :class:`~wmlib.transformer.GPTConfig` fields (default: ``RECALL_GPT``,
+    2 layers, d_model 64, 4 heads, d_ff 256). The seed fixes the initialisation and the training
+    stream; the curve is the accuracy on ``n_eval`` held-out sequences (drawn with seed ``10_000 + seed``) every
     ``eval_every`` steps. Returns ``(model, curve)`` with ``curve = [(step, accuracy), ...]``.
+
+    ``threads``: torch's CPU threads while training (restored afterwards; None keeps the current
+    setting). One by default: models this small gain nothing from a second thread, and on a busy
+    machine the threads' synchronisation can cost several times the CPU time of the work itself.
     """
+    if steps < 0 or eval_every < 1 or batch_size < 1:
+        raise ValueError(f"need steps >= 0, eval_every >= 1 and batch_size >= 1; got {steps}, {eval_every}, {batch_size}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None or a positive int, got {threads!r}")
+    device = torch.device("cpu") if device is None else torch.device(device)
+    config = {**RECALL_GPT, **config}
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _train(task, steps, seed, batch_size, lr, eval_every, n_eval, device, desc, config)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(task, steps, seed, batch_size, lr, eval_every, n_eval, device, desc, config):
     from .transformer import GPT, GPTConfig
     from .utils import progress
 
-    if steps < 0 or eval_every < 1 or batch_size < 1:
-        raise ValueError(f"need steps >= 0, eval_every >= 1 and batch_size >= 1; got {steps}, {eval_every}, {batch_size}")
-    device = torch.device("cpu") if device is None else torch.device(device)
-    config = {"d_model": 64, "num_heads": 4, "num_layers": 2, "d_ff": 256, **config}
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=task.vocab_size, max_len=task.seq_len, **config)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -174,3 +195,34 @@ def train_recall(task: AssociativeRecall, steps: int, seed: int = 0, batch_size:
         loss.backward()
         opt.step()
     return model.eval(), curve
+
+
+RECALL_TEST_SEED = 123_456  # held-out test sequences: the same problems for every seed and both formats
+
+
+def recall_test_set(task: AssociativeRecall, n_test: int = 2000) -> tuple[Tensor, Tensor]:
+    """The shared held-out test sequences of ``task``. Both formats draw the same keys, values and
+    queries from the same seed, so their test items are the same problems, written two ways."""
+    return task.sample(n_test, torch.Generator().manual_seed(RECALL_TEST_SEED))
+
+
+def train_recall_seeds(task: AssociativeRecall, steps: int, seeds, n_test: int = 2000, log=None,
+                       **train) -> list[dict]:
+    """:func:`train_recall` once per seed, each model scored on :func:`recall_test_set`.
+
+    Returns one dict per seed: ``seed``, ``model``, ``curve``, ``correct`` ((n_test,) bool) and
+    ``cpu_seconds`` (the process's CPU time for training and scoring)."""
+    import time
+
+    x_test, y_test = recall_test_set(task, n_test)
+    runs = []
+    for seed in seeds:
+        cpu = time.process_time()
+        model, curve = train_recall(task, steps, seed=seed, **train)
+        correct = answers_correct(model, x_test, y_test)
+        runs.append({"seed": seed, "model": model, "curve": curve, "correct": correct,
+                     "cpu_seconds": time.process_time() - cpu})
+        if log is not None:
+            log(f"  seed {seed}: test accuracy {correct.float().mean():.1%} after {steps} steps "
+                f"({runs[-1]['cpu_seconds']:.0f} s CPU)")
+    return runs
