@@ -165,6 +165,26 @@ def test_multihead_errors():
         mha.copy_from_torch(nn.MultiheadAttention(8, 4))
 
 
+@pytest.mark.parametrize("kwargs, name", [
+    ({"d_model": 8, "num_heads": 0}, "num_heads"),
+    ({"d_model": 8, "num_heads": -2}, "num_heads"),
+    ({"d_model": 8, "num_heads": 2.0}, "num_heads"),
+    ({"d_model": 0, "num_heads": 1}, "d_model"),
+    ({"d_model": -8, "num_heads": 2}, "d_model"),
+    ({"d_model": 8, "num_heads": 2, "num_kv_heads": 0}, "num_kv_heads"),
+    ({"d_model": 8, "num_heads": 2, "num_kv_heads": -1}, "num_kv_heads"),
+    ({"d_model": 8, "num_heads": 2, "dropout": 1.0}, "dropout"),
+    ({"d_model": 8, "num_heads": 2, "dropout": -0.1}, "dropout"),
+    ({"d_model": 8, "num_heads": 2, "rope_base": 0.0}, "rope_base"),
+    ({"d_model": 6, "num_heads": 2, "rope_base": 10000.0}, "must be even"),
+])
+def test_multihead_rejects_impossible_configurations(kwargs, name):
+    """0 or negative heads (or widths, ...) are a ValueError that names the argument, not a
+    ZeroDivisionError or a torch traceback from deep inside nn.Linear."""
+    with pytest.raises(ValueError, match=name):
+        MultiHeadAttention(**kwargs)
+
+
 def test_scale_matches_formula():
     q = torch.tensor([[[1.0, 2.0, 3.0, 4.0]]])
     k = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]])

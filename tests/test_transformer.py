@@ -6,7 +6,8 @@ from torch import nn
 
 from wmlib.attention import causal_mask
 from wmlib.synthetic import AssociativeRecall, answers_correct, train_recall
-from wmlib.transformer import GPT, DecoderBlock, EncoderBlock, GPTConfig, RMSNorm, next_token_probs
+from wmlib.transformer import (GPT, DecoderBlock, EncoderBlock, FeedForward, GPTConfig, RMSNorm, SwiGLU,
+                               next_token_probs)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -114,6 +115,9 @@ def test_associative_recall_is_seeded_and_validated():
     assert all(torch.equal(s, t) for s, t in zip(a, b))
     with pytest.raises(ValueError, match="cannot exceed n_keys"):
         AssociativeRecall(n_pairs=30, n_keys=26)
+    for bad in ({"n_pairs": 0}, {"n_pairs": 2.5}, {"n_values": 1}, {"n_keys": "26"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AssociativeRecall(**bad)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         AssociativeRecall().token_str(10_000)
 
@@ -160,6 +164,43 @@ def test_rmsnorm_and_config_switches():
     for bad in ({"norm": "batchnorm"}, {"mlp": "relu2"}, {"positions": "alibi"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             GPTConfig(vocab_size=20, **bad)
+
+
+@pytest.mark.parametrize("bad", [
+    {"vocab_size": 0}, {"vocab_size": -5}, {"vocab_size": 10.5}, {"max_len": 0}, {"d_model": 0},
+    {"num_heads": 0}, {"num_heads": -4}, {"num_layers": -1}, {"d_ff": 0}, {"dropout": 1.5},
+    {"num_kv_heads": 0}, {"num_kv_heads": 3}, {"norm_eps": 0.0}, {"rope_base": -1.0},
+    {"d_model": 30, "num_heads": 4}, {"d_model": 12, "num_heads": 4, "positions": "rope"},
+])
+def test_gpt_rejects_impossible_configurations(bad):
+    """Each impossible value is a ValueError naming the field, from GPTConfig and from GPT(**fields)."""
+    name = next(iter(bad)) if len(bad) == 1 else "num_heads" if "positions" not in bad else "even"
+    fields = {"vocab_size": 10, **bad}
+    with pytest.raises(ValueError, match=name):
+        GPTConfig(**fields)
+    with pytest.raises(ValueError, match=name):
+        GPT(**fields)
+
+
+def test_gpt_takes_a_config_or_its_fields():
+    assert GPT(vocab_size=12, d_model=16, num_heads=2).config == GPTConfig(vocab_size=12, d_model=16, num_heads=2)
+    assert GPT(vocab_size=12, num_layers=0)(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, 12)  # a bigram model
+    with pytest.raises(ValueError, match="not both"):
+        GPT(GPTConfig(vocab_size=12), d_model=16)
+    with pytest.raises(ValueError, match="GPTConfig"):
+        GPT({"vocab_size": 12})
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: FeedForward(8, 0), "d_ff"), (lambda: FeedForward(0, 8), "d_model"),
+    (lambda: FeedForward(8, 16, dropout=-1), "dropout"), (lambda: SwiGLU(8, -16), "d_ff"),
+    (lambda: RMSNorm(0), "d_model"), (lambda: RMSNorm(8, eps=-1e-6), "eps"),
+    (lambda: EncoderBlock(8, 0, 16), "num_heads"), (lambda: EncoderBlock(8, 2, 16, activation="tanh"), "activation"),
+    (lambda: DecoderBlock(8, -1, 16), "num_heads"), (lambda: DecoderBlock(8, 2, 0), "d_ff"),
+])
+def test_blocks_reject_impossible_configurations(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
 
 
 def test_next_token_probs_temperature_and_top_k():

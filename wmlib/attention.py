@@ -23,6 +23,17 @@ __all__ = [
 ]
 
 
+def _check_positive_int(name: str, value) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is an int >= 1 (bools are not sizes)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_dropout(dropout) -> None:
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+
 def causal_mask(n_queries: int, n_keys: int | None = None, device=None) -> Tensor:
     """Boolean (Lq, Lk) mask, True on and below the diagonal: query i may attend to keys j <= i.
 
@@ -161,16 +172,27 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  num_kv_heads: int | None = None, rope_base: float | None = None):
         super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("num_heads", num_heads)
+        if num_kv_heads is not None:
+            _check_positive_int("num_kv_heads", num_kv_heads)
+        _check_dropout(dropout)
+        if rope_base is not None and not (isinstance(rope_base, (int, float)) and math.isfinite(rope_base)
+                                          and rope_base > 1):
+            raise ValueError(f"rope_base must be None or a finite number > 1 (10000 in RoFormer), got {rope_base!r}")
         if d_model % num_heads != 0:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by num_heads ({num_heads}) so each head gets "
                 f"an equal slice; try num_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0][:8]}"
             )
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        if num_kv_heads < 1 or num_heads % num_kv_heads != 0:
+        if num_heads % num_kv_heads != 0:
             raise ValueError(f"num_kv_heads ({num_kv_heads}) must divide num_heads ({num_heads}): each key/value "
                              "head serves an equal group of query heads")
         self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
+        if rope_base is not None and self.d_head % 2:
+            raise ValueError(f"rotary embeddings rotate pairs of features: d_model / num_heads = {self.d_head} "
+                             "must be even")
         self.num_kv_heads, self.rope_base, self.dropout = num_kv_heads, rope_base, dropout
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, num_kv_heads * self.d_head, bias=bias)

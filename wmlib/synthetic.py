@@ -41,6 +41,10 @@ class AssociativeRecall:
     interleaved: bool = False
 
     def __post_init__(self):
+        for name in ("n_pairs", "n_keys", "n_values"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an int, got {value!r}")
         if self.n_pairs < 1:
             raise ValueError(f"n_pairs must be at least 1, got {self.n_pairs}")
         if self.n_pairs > self.n_keys:

@@ -10,13 +10,14 @@ Shapes: B batch, L length, D d_model, V vocabulary size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, _check_dropout, _check_positive_int
 
 __all__ = ["FeedForward", "SwiGLU", "RMSNorm", "EncoderBlock", "DecoderBlock", "GPTConfig", "GPT",
            "next_token_probs"]
@@ -27,6 +28,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "gelu", bias: bool = True):
         super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("d_ff", d_ff)
+        _check_dropout(dropout)
         acts = {"relu": nn.ReLU, "gelu": nn.GELU}
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
@@ -43,6 +47,9 @@ class SwiGLU(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = False):
         super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("d_ff", d_ff)
+        _check_dropout(dropout)
         self.gate_proj = nn.Linear(d_model, d_ff, bias=bias)
         self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
@@ -57,13 +64,21 @@ class RMSNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-6):
         super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_eps(eps)
         self.weight, self.eps = nn.Parameter(torch.ones(d_model)), eps
 
     def forward(self, x: Tensor) -> Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+def _check_eps(eps) -> None:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+        raise ValueError(f"norm_eps must be a small positive number (1e-5 in GPT-2), got {eps!r}")
+
+
 def _norm(kind: str, d_model: int, eps: float) -> nn.Module:
+    _check_eps(eps)
     if kind == "layernorm":
         return nn.LayerNorm(d_model, eps=eps)
     if kind == "rmsnorm":
@@ -91,6 +106,8 @@ class EncoderBlock(nn.Module):
                  norm: str = "layernorm", norm_eps: float = 1e-5, bias: bool = True,
                  num_kv_heads: int | None = None, rope_base: float | None = None):
         super().__init__()
+        if activation not in ("relu", "gelu", "swiglu"):
+            raise ValueError(f"activation must be 'relu', 'gelu' or 'swiglu', got {activation!r}")
         self.attn = MultiHeadAttention(d_model, num_heads, dropout=dropout, bias=bias,
                                        num_kv_heads=num_kv_heads, rope_base=rope_base)
         self.ff = (SwiGLU(d_model, d_ff, dropout, bias) if activation == "swiglu"
@@ -185,6 +202,23 @@ class GPTConfig:
     bias: bool = True  # biases in the attention projections and the MLP (Llama has none)
 
     def __post_init__(self):
+        for name in ("vocab_size", "max_len", "d_model", "num_heads", "d_ff"):
+            _check_positive_int(name, getattr(self, name))
+        if not isinstance(self.num_layers, int) or isinstance(self.num_layers, bool) or self.num_layers < 0:
+            raise ValueError(f"num_layers must be a non-negative int, got {self.num_layers!r}")
+        if self.num_kv_heads is not None:
+            _check_positive_int("num_kv_heads", self.num_kv_heads)
+            if self.num_heads % self.num_kv_heads:
+                raise ValueError(f"num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        _check_dropout(self.dropout)
+        _check_eps(self.norm_eps)
+        if not (isinstance(self.rope_base, (int, float)) and math.isfinite(self.rope_base) and self.rope_base > 1):
+            raise ValueError(f"rope_base must be a finite number > 1 (10000 in RoFormer), got {self.rope_base!r}")
+        if self.positions == "rope" and (self.d_model // self.num_heads) % 2:
+            raise ValueError(f"positions='rope' rotates pairs of features: d_model / num_heads = "
+                             f"{self.d_model // self.num_heads} must be even")
         if self.norm not in ("layernorm", "rmsnorm"):
             raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
         if self.mlp not in ("gelu", "swiglu"):
@@ -200,10 +234,20 @@ class GPT(nn.Module):
 
     forward(idx (B, L) int64) -> logits (B, L, V); logits[:, t] predicts token t + 1 from tokens
     0..t only (the causal mask guarantees it).
+
+    ``GPT(config)`` or ``GPT(vocab_size=..., d_model=..., ...)`` with the fields of
+    :class:`GPTConfig`; an impossible value (a vocabulary of 0 tokens, 0 heads, ...) raises a
+    ValueError that names it.
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig | None = None, **fields):
         super().__init__()
+        if config is None:  # GPT(vocab_size=50, d_model=32, ...) builds the GPTConfig itself
+            config = GPTConfig(**fields)
+        elif fields:
+            raise ValueError(f"pass either a GPTConfig or its fields, not both (got {sorted(fields)} too)")
+        if not isinstance(config, GPTConfig):
+            raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.pos_emb = nn.Embedding(c.max_len, c.d_model) if c.positions == "learned" else None
