@@ -56,3 +56,19 @@ def test_recorded_run_matches_the_code():
         assert len(s["test_items"]) == res["task"]["n_test"] == s["n_test"]
         assert s["test_items"].count("1") == s["test_correct"] and s["curve_steps"][-1] == tr["steps"]
     assert "--steps" in res["command"] and "recall" in res["command"]
+    # ... and it is the chapter's full-mode experiment, ten times longer
+    full = _chapter_full_settings()
+    assert res["task"]["n_pairs"] == full["N_PAIRS"] and tr["steps"] == 10 * full["STEPS"]
+    assert sorted(s["seed"] for s in res["seeds"]) == list(range(full["SEEDS"]))
+
+
+def _chapter_full_settings() -> dict:
+    """N_PAIRS, STEPS and the number of SEEDS that Chapter 5 uses with QUICK=False (read from its source)."""
+    import re
+
+    nb = json.loads((RECORDED.parents[2] / "chapters" / "ch05_transformer_from_scratch.ipynb").read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    found = {name: re.search(rf"^{name} = .*? if QUICK else (\d+)", src, re.M) for name in ("N_PAIRS", "STEPS")}
+    seeds = re.search(r"^SEEDS = \[SEED \+ i for i in range\(\d+ if QUICK else (\d+)\)\]", src, re.M)
+    assert all(found.values()) and seeds, "Chapter 5's N_PAIRS, STEPS or SEEDS line changed: update this test"
+    return {**{k: int(m.group(1)) for k, m in found.items()}, "SEEDS": int(seeds.group(1))}
