@@ -165,9 +165,65 @@ def test_multihead_errors():
         mha.copy_from_torch(nn.MultiheadAttention(8, 4))
 
 
+@pytest.mark.parametrize("kwargs, name", [
+    ({"d_model": 8, "num_heads": 0}, "num_heads"),
+    ({"d_model": 8, "num_heads": -2}, "num_heads"),
+    ({"d_model": 8, "num_heads": 2.0}, "num_heads"),
+    ({"d_model": 0, "num_heads": 1}, "d_model"),
+    ({"d_model": -8, "num_heads": 2}, "d_model"),
+    ({"d_model": 8, "num_heads": 2, "num_kv_heads": 0}, "num_kv_heads"),
+    ({"d_model": 8, "num_heads": 2, "num_kv_heads": -1}, "num_kv_heads"),
+    ({"d_model": 8, "num_heads": 2, "dropout": 1.0}, "dropout"),
+    ({"d_model": 8, "num_heads": 2, "dropout": -0.1}, "dropout"),
+    ({"d_model": 8, "num_heads": 2, "rope_base": 0.0}, "rope_base"),
+    ({"d_model": 6, "num_heads": 2, "rope_base": 10000.0}, "must be even"),
+])
+def test_multihead_rejects_impossible_configurations(kwargs, name):
+    """0 or negative heads (or widths, ...) are a ValueError that names the argument, not a
+    ZeroDivisionError or a torch traceback from deep inside nn.Linear."""
+    with pytest.raises(ValueError, match=name):
+        MultiHeadAttention(**kwargs)
+
+
 def test_scale_matches_formula():
     q = torch.tensor([[[1.0, 2.0, 3.0, 4.0]]])
     k = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]])
     _, w = scaled_dot_product_attention(q, k, k)
     expected = torch.softmax(torch.tensor([1.0, 2.0]) / math.sqrt(4), 0)
     assert torch.allclose(w[0, 0], expected)
+
+
+def test_grouped_query_attention_shares_each_kv_head_with_a_group():
+    torch.manual_seed(0)
+    D, H, H_kv, L = 24, 6, 2, 5
+    mha = MultiHeadAttention(D, H, num_kv_heads=H_kv).eval()
+    assert mha.k_proj.out_features == H_kv * D // H
+    x = torch.randn(2, L, D)
+    with torch.no_grad():
+        out, w = mha(x, is_causal=True)
+        q = mha.split_heads(mha.q_proj(x))
+        k, v = mha.split_heads(mha.k_proj(x)), mha.split_heads(mha.v_proj(x))
+        # query head h uses key/value head h // (H / H_kv): heads 0-2 share kv head 0, heads 3-5 kv head 1
+        want = F.scaled_dot_product_attention(q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), is_causal=True)
+        want = mha.out_proj(want.transpose(1, 2).reshape(2, L, D))
+    assert w.shape == (2, H, L, L) and torch.allclose(out, want, atol=1e-6)
+    with pytest.raises(ValueError, match="must divide num_heads"):
+        MultiHeadAttention(24, 6, num_kv_heads=4)
+    with pytest.raises(ValueError, match="neither grouped-query"):
+        mha.copy_from_torch(nn.MultiheadAttention(D, H))
+
+
+def test_rotary_attention_depends_on_offsets_only():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 2, rope_base=10000.0).eval()
+    x = torch.randn(1, 6, 16)
+    with torch.no_grad():
+        out0, w0 = mha(x, is_causal=True)
+        out7, w7 = mha(x, is_causal=True, positions=torch.arange(7, 13))  # the same tokens, shifted
+        plain = MultiHeadAttention(16, 2).eval()
+        plain.load_state_dict(mha.state_dict())
+        _, w_plain = plain(x, is_causal=True)
+    assert torch.allclose(w0, w7, atol=1e-5) and torch.allclose(out0, out7, atol=1e-5)
+    assert not torch.allclose(w0, w_plain, atol=1e-3)  # the rotation changes the scores
+    with pytest.raises(ValueError, match="for self-attention"):
+        mha(x, context=x)

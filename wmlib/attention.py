@@ -13,12 +13,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .positional import apply_rope
+
 __all__ = [
     "scaled_dot_product_attention",
     "MultiHeadAttention",
     "causal_mask",
     "padding_mask",
 ]
+
+
+def _check_positive_int(name: str, value) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is an int >= 1 (bools are not sizes)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_dropout(dropout) -> None:
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def causal_mask(n_queries: int, n_keys: int | None = None, device=None) -> Tensor:
@@ -141,33 +154,62 @@ def scaled_dot_product_attention(
 class MultiHeadAttention(nn.Module):
     """H attention heads in parallel, each on a d_model/H slice, then an output projection.
 
-    ``forward(x, context=None, mask=None, is_causal=False)`` takes x: (B, Lq, D) and optional
-    context: (B, Lk, D) (self-attention when omitted) and returns (out (B, Lq, D),
+    ``forward(x, context=None, mask=None, is_causal=False, positions=None)`` takes x: (B, Lq, D)
+    and optional context: (B, Lk, D) (self-attention when omitted) and returns (out (B, Lq, D),
     weights (B, H, Lq, Lk)). ``mask`` is boolean, True = may attend, of shape (Lq, Lk),
     (B, Lq, Lk) or (B, H or 1, Lq, Lk).
+
+    Two options that Llama-style models use (Chapter 5 loads one):
+
+    - ``num_kv_heads`` < ``num_heads``: grouped-query attention (Ainslie et al., 2023). Only
+      ``num_kv_heads`` key and value heads are computed (and cached); each serves a group of
+      ``num_heads / num_kv_heads`` consecutive query heads.
+    - ``rope_base``: rotate queries and keys by their positions (RoPE, :func:`wmlib.positional.apply_rope`,
+      the half-split pairing of Hugging Face's Llama code) instead of adding position embeddings
+      to the input. ``positions`` (L,) are the tokens' positions, 0 .. L-1 by default.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 num_kv_heads: int | None = None, rope_base: float | None = None):
         super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("num_heads", num_heads)
+        if num_kv_heads is not None:
+            _check_positive_int("num_kv_heads", num_kv_heads)
+        _check_dropout(dropout)
+        if rope_base is not None and not (isinstance(rope_base, (int, float)) and math.isfinite(rope_base)
+                                          and rope_base > 1):
+            raise ValueError(f"rope_base must be None or a finite number > 1 (10000 in RoFormer), got {rope_base!r}")
         if d_model % num_heads != 0:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by num_heads ({num_heads}) so each head gets "
                 f"an equal slice; try num_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0][:8]}"
             )
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_heads % num_kv_heads != 0:
+            raise ValueError(f"num_kv_heads ({num_kv_heads}) must divide num_heads ({num_heads}): each key/value "
+                             "head serves an equal group of query heads")
         self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
-        self.dropout = dropout
+        if rope_base is not None and self.d_head % 2:
+            raise ValueError(f"rotary embeddings rotate pairs of features: d_model / num_heads = {self.d_head} "
+                             "must be even")
+        self.num_kv_heads, self.rope_base, self.dropout = num_kv_heads, rope_base, dropout
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, num_kv_heads * self.d_head, bias=bias)
+        self.v_proj = nn.Linear(d_model, num_kv_heads * self.d_head, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def _split_heads(self, x: Tensor) -> Tensor:  # (B, L, D) -> (B, H, L, d_head)
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(B, L, heads * d_head) -> (B, heads, L, d_head): one slice of the features per head."""
         B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.d_head).transpose(1, 2)
+        return x.view(B, L, -1, self.d_head).transpose(1, 2)
 
     def forward(
-        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None, is_causal: bool = False
+        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None, is_causal: bool = False,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
+        if context is not None and self.rope_base is not None:
+            raise ValueError("rotary embeddings (rope_base) are for self-attention: call without context")
         context = x if context is None else context
         for name, t in (("x", x), ("context", context)):
             if t.dim() != 3 or t.shape[-1] != self.d_model:
@@ -178,9 +220,14 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"x and context have different batch sizes: {x.shape[0]} vs {context.shape[0]}")
         if mask is not None and isinstance(mask, Tensor) and mask.dim() == 3:
             mask = mask[:, None]  # (B, Lq, Lk) -> (B, 1, Lq, Lk): the same mask for every head
-        q = self._split_heads(self.q_proj(x))
-        k = self._split_heads(self.k_proj(context))
-        v = self._split_heads(self.v_proj(context))
+        q = self.split_heads(self.q_proj(x))  # (B, H, Lq, d_head)
+        k = self.split_heads(self.k_proj(context))  # (B, H_kv, Lk, d_head)
+        v = self.split_heads(self.v_proj(context))
+        if self.rope_base is not None:
+            q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
+        if self.num_kv_heads != self.num_heads:  # query head h reads key/value head h // group
+            group = self.num_heads // self.num_kv_heads
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         out, weights = scaled_dot_product_attention(
             q, k, v, mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
         )
@@ -191,6 +238,8 @@ class MultiHeadAttention(nn.Module):
     @torch.no_grad()
     def copy_from_torch(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
         """Copy the weights of a ``torch.nn.MultiheadAttention`` (same width, heads and bias)."""
+        if self.num_kv_heads != self.num_heads or self.rope_base is not None:
+            raise ValueError("nn.MultiheadAttention has neither grouped-query attention nor rotary embeddings")
         if mha.embed_dim != self.d_model or mha.num_heads != self.num_heads:
             raise ValueError(
                 f"shapes differ: torch module has embed_dim={mha.embed_dim}, num_heads={mha.num_heads}; "
