@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .utils import one_cpu_thread, progress
 
 __all__ = ["CopyTask", "LSTMBaseline", "bit_errors", "count_parameters", "train_copy", "evaluate_copy",
-           "CopyRecipe", "CopyExperiment", "build_model", "run_copy_seed", "EVAL_SEED"]
+           "CopyRecipe", "CopyExperiment", "build_model", "run_copy_seed", "run_copy_experiment", "EVAL_SEED"]
 
 
 @dataclass(frozen=True)
@@ -252,9 +252,8 @@ class CopyExperiment:
     lstm_layers: int = 1
     ntm: CopyRecipe = field(default_factory=lambda: CopyRecipe(steps=4000, batch_size=16, lr=3e-3, lr_drop=(0.2, 0.1),
                                                                stop_below=0.001))
-    lstm: CopyRecipe = field(default_factory=lambda: CopyRecipe(steps=15000, batch_size=32, lr=3e-3,
-                                                                curriculum=(5, 0.02), lr_drop=(0.02, 0.3),
-                                                                stop_below=0.001))
+    lstm: CopyRecipe = field(default_factory=lambda: CopyRecipe(steps=20000, batch_size=32, lr=2e-3,
+                                                                lr_drop=(0.02, 0.3), stop_below=0.001))
     fit_below: float = 0.01
 
     def __post_init__(self):
@@ -327,3 +326,45 @@ def _run_copy_seed(kind, seed, exp, device):
               "wall_seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads(),
               "pid": os.getpid()}
     return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _seed_worker(kind, seed, exp_dict):
+    exp = CopyExperiment(**{**exp_dict, "lengths": tuple(exp_dict["lengths"]),
+                            "ntm": CopyRecipe(**exp_dict["ntm"]), "lstm": CopyRecipe(**exp_dict["lstm"])})
+    return run_copy_seed(kind, seed, exp)
+
+
+def run_copy_experiment(seeds, kinds=("ntm", "lstm"), exp: CopyExperiment | None = None, workers: int = 1,
+                        on_result=None) -> dict:
+    """Run :func:`run_copy_seed` for every kind and seed, in ``workers`` processes (one thread each).
+
+    ``on_result(result, state_dict)`` is called as each run finishes (to log or save it). Returns
+    the JSON-ready record: the experiment's configuration, every run, CPU and wall time."""
+    exp = exp or CopyExperiment()
+    jobs = [(k, int(s)) for s in seeds for k in kinds]
+    if not jobs:
+        raise ValueError("no seeds or no kinds to run")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    start = time.perf_counter()
+    runs = []
+    if workers == 1:
+        for k, s in jobs:
+            result, state = run_copy_seed(k, s, exp)
+            runs.append(result)
+            if on_result:
+                on_result(result, state)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_seed_worker, k, s, exp.to_dict()) for k, s in jobs]
+            for fut in as_completed(futures):
+                result, state = fut.result()
+                runs.append(result)
+                if on_result:
+                    on_result(result, state)
+    runs.sort(key=lambda r: (r["kind"], r["seed"]))
+    return {"config": exp.to_dict(), "runs": runs, "wall_seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(sum(r["cpu_seconds"] for r in runs), 1), "workers": workers, "threads": 1}

@@ -753,12 +753,13 @@ def train_task(task, config: TrainConfig | None = None, size: str = "1k", device
     vocab, train, test, _, _ = prepare_task(n, size, cfg.memory_size)
     tr, va = split_train_val(train)
     res = train_memn2n(tr, va, len(vocab), cfg, device, desc or f"task {n}")
-    ev = evaluate(res.model, test)
+    ev, ev_val = evaluate(res.model, test), evaluate(res.model, va)
     b = res.best
     return {
         "task": n, "name": BABI_TASKS[n], "test_error": round(100 * float(ev["error"][b]), 2),
         "n_test": len(test), "test_wrong": (ev["predictions"][b] != test.answers).nonzero().flatten().tolist(),
         "val_error": round(100 * float(res.val_error[b]), 2), "n_val": len(va),
+        "val_wrong": (ev_val["predictions"][b] != va.answers).nonzero().flatten().tolist(),
         "reference_error": REFERENCE_ERROR[n], "paper_error": PAPER_ERROR[n],
         "test_error_restarts": [round(100 * float(e), 2) for e in ev["error"]],
         "val_error_restarts": [round(100 * float(e), 2) for e in res.val_error],
@@ -780,7 +781,7 @@ def train_joint(tasks: Sequence[int], config: TrainConfig | None = None, size: s
     vocab, train, test, _, _ = prepare_joint(tasks, size, cfg.memory_size)
     tr, va = split_train_val(train, generator=torch.Generator().manual_seed(cfg.seed))
     res = train_memn2n(tr, va, len(vocab), cfg, device, desc)
-    ev = evaluate(res.model, test)
+    ev, ev_val = evaluate(res.model, test), evaluate(res.model, va)
     b = res.best
     wrong = ev["predictions"][b] != test.answers
     rows = {}
@@ -791,6 +792,11 @@ def train_joint(tasks: Sequence[int], config: TrainConfig | None = None, size: s
                    "n_test": int(sel.sum()), "test_wrong": wrong[sel].nonzero().flatten().tolist(),
                    "reference_error": REFERENCE_ERROR_JOINT[t], "paper_error": PAPER_ERROR_JOINT[t],
                    "hop_support": [round(float(x), 4) for x in hop_support(att, test.supporting[sel])]}
+    val_wrong = ev_val["predictions"][b] != va.answers
+    for t in tasks:
+        sel = va.tasks == t
+        rows[t].update({"n_val": int(sel.sum()), "val_wrong": val_wrong[sel].nonzero().flatten().tolist(),
+                        "val_error": round(100 * float(val_wrong[sel].float().mean()), 2) if bool(sel.any()) else None})
     return {"tasks": rows, "val_error": round(100 * float(res.val_error[b]), 2), "n_val": len(va), "best_restart": b,
             "val_error_restarts": [round(100 * float(e), 2) for e in res.val_error],
             "ls_epochs": int(res.ls_epochs[b]), "best_epoch": int(res.best_epoch[b]), "vocab_size": len(vocab),
