@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from .utils import one_cpu_thread, progress
 
 __all__ = ["CopyTask", "LSTMBaseline", "bit_errors", "count_parameters", "train_copy", "evaluate_copy",
-           "CopyRecipe", "CopyExperiment", "build_model", "run_copy_seed", "run_copy_experiment", "EVAL_SEED"]
+           "CopyRecipe", "CopyExperiment", "build_model", "run_copy_seed", "run_copy_experiment", "training_error",
+           "EVAL_SEED"]
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,16 @@ def _run_copy_seed(kind, seed, exp, device):
               "wall_seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads(),
               "pid": os.getpid()}
     return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def training_error(result: dict, exp: CopyExperiment) -> float:
+    """The fraction of wrong bits of a run's test sequences at the training lengths (those up to
+    ``exp.train_max``); the run *fits* its training lengths when this is below ``exp.fit_below``."""
+    lengths = [L for L in exp.lengths if L <= exp.train_max]
+    if not lengths:
+        raise ValueError(f"no test length is a training length (at most {exp.train_max}): {exp.lengths}")
+    wrong = sum(sum(result["errors"][str(L)]) for L in lengths)
+    return wrong / sum(exp.bits * L * len(result["errors"][str(L)]) for L in lengths)
 
 
 def _seed_worker(kind, seed, exp_dict):
