@@ -30,16 +30,20 @@ def test_bad_flags_exit_2_in_one_line(argv, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_the_recorded_run_matches_todays_configuration():
+@pytest.mark.parametrize("kind", ["ntm", "lstm"])
+def test_the_recorded_runs_match_todays_configuration(kind):
+    """Chapter 9 loads copy_task_ntm (with the weights of its first seed that fits) and copy_task_lstm."""
     from wmlib import results
     from wmlib.copy_task import CopyExperiment
 
-    run = results.load("copy_task")
+    run = results.load(f"copy_task_{kind}")
     words = shlex.split(run["command"])
     args = build_parser().parse_args(words[1:])
-    assert words[:2] == ["wmlib", "copy-task"] and args.ntm_steps is None and args.lstm_steps is None
-    assert args.n_eval is None  # the command used the defaults, which are CopyExperiment()
-    assert run["config"] == json.loads(json.dumps(CopyExperiment().to_dict()))
-    assert sorted({r["seed"] for r in run["runs"] if r["kind"] == "ntm"}) == args.seeds
-    assert len(args.seeds) >= 5 and {r["kind"] for r in run["runs"]} == {"ntm", "lstm"}
-    assert results.path("copy_task_ntm", ".pt").exists() and run["weights"]["file"] == "copy_task_ntm.pt"
+    assert words[:2] == ["wmlib", "copy-task"] and args.models == [kind]
+    assert args.ntm_steps is None and args.lstm_steps is None and args.n_eval is None  # the defaults...
+    assert run["config"] == json.loads(json.dumps(CopyExperiment().to_dict()))  # ...are CopyExperiment()
+    assert sorted(r["seed"] for r in run["runs"]) == args.seeds and len(args.seeds) >= 5
+    assert {r["kind"] for r in run["runs"]} == {kind}
+    if kind == "ntm":
+        assert args.weights is not None and run["weights"]["file"] == args.weights.name == "copy_task_ntm.pt"
+        assert results.path("copy_task_ntm", ".pt").exists()

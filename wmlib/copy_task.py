@@ -254,7 +254,8 @@ class CopyExperiment:
     ntm: CopyRecipe = field(default_factory=lambda: CopyRecipe(steps=4000, batch_size=16, lr=3e-3, lr_drop=(0.2, 0.1),
                                                                stop_below=0.001))
     lstm: CopyRecipe = field(default_factory=lambda: CopyRecipe(steps=20000, batch_size=32, lr=2e-3,
-                                                                lr_drop=(0.02, 0.3), stop_below=0.001))
+                                                                curriculum=(5, 0.03), lr_drop=(0.02, 0.3),
+                                                                stop_below=0.001))
     fit_below: float = 0.01
 
     def __post_init__(self):
