@@ -152,7 +152,7 @@ def editions(work: Path, log: Path, wheel: Path | None = None) -> Path:
     return out / "colab"
 
 
-def execute(py: Path, nb: Path, work: Path, log: Path, env: dict, timeout: int = 1800) -> tuple[bool, float]:
+def execute(py: Path, nb: Path, work: Path, log: Path, env: dict, timeout: int = 3600) -> tuple[bool, float]:
     out = work / "executed" / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
     return run([py, "-m", "papermill", nb, out, "-p", "QUICK", "True", "--kernel", "python3", "--no-progress-bar",
