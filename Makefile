@@ -56,9 +56,9 @@ $(VENDOR)/.done: $(ASSETS)/package.json $(ASSETS)/package-lock.json
 	touch $@
 
 # Trainings longer than a chapter's budget: run once, kept in the wmlib cache, loaded by the
-# chapters (each is skipped when its result is already cached). Chapter 8's 20-task bAbI run and
-# Chapter 5's ten-times-longer recall run are committed in book/results/ instead (their commands
-# are in the chapters).
+# chapters (each is skipped when its result is already cached). Chapters 8 and 9's recorded runs
+# ship in wmlib/results/ and Chapter 5's ten-times-longer recall run in book/results/ (each JSON
+# file records its command).
 results: $(STAMP)
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2  # all of SST-2 train, one epoch: Chapters 10 and 11
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib distill-sst2 --train-size 67349 --epochs 2 --temperatures 4  # Chapter 11

@@ -47,3 +47,43 @@ def test_babi_joint_json_schema(tmp_path, capsys):
     errors = [r["test_error"] for r in res["tasks"].values()]
     assert all(0 <= e <= 100 for e in errors)
     assert res["mean_test_error"] == pytest.approx(sum(errors) / 2, abs=0.01)
+
+
+RECORDED = ["babi_1k", "babi_1k_hops1", "babi_1k_hops2", "babi_1k_paper_pe", "babi_1k_joint"]
+
+
+def config_of(command: str) -> dict:
+    """The TrainConfig that a recorded ``wmlib babi ...`` command line runs with today's code."""
+    import shlex
+    from dataclasses import asdict
+
+    from wmlib.cli import build_parser
+    from wmlib.cli.babi import _config
+
+    words = shlex.split(command)
+    assert words[:2] == ["wmlib", "babi"], command
+    return asdict(_config(build_parser().parse_args(words[1:])))
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_recorded_runs_match_what_their_command_runs_today(name):
+    from wmlib import results
+
+    run = results.load(name)
+    assert run["config"] == config_of(run["command"])
+    assert len(run["tasks"]) == 20 and all(len(r["test_wrong"]) <= r["n_test"] for r in run["tasks"].values())
+
+
+def test_the_defaults_are_the_books_configuration():
+    from dataclasses import asdict
+
+    from wmlib import results
+    from wmlib.memn2n import TrainConfig
+
+    assert config_of("wmlib babi --tasks 1-20 --size 1k") == asdict(TrainConfig())
+    assert config_of("wmlib babi --joint") == asdict(TrainConfig.joint())
+    assert config_of("wmlib babi --hops 1 --restarts 2 --encoding bow")["hops"] == 1
+    main_run = results.load("babi_1k")
+    assert main_run["config"] == asdict(TrainConfig())  # `wmlib babi --tasks 1-20 --size 1k` reproduces it
+    options = [w for w in main_run["command"].split() if w.startswith("--")]
+    assert set(options) <= {"--tasks", "--size", "--workers", "--threads", "--json"}, main_run["command"]

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
-from wmlib.copy_task import CopyTask, LSTMBaseline, bit_errors, count_parameters, evaluate_copy, train_copy
+from wmlib.copy_task import (
+    CopyExperiment, CopyRecipe, CopyTask, LSTMBaseline, bit_errors, count_parameters, evaluate_copy, run_copy_seed,
+    train_copy,
+)
 
 
 def test_layout_of_one_batch():
@@ -90,3 +93,39 @@ def test_training_reduces_the_error_and_evaluation_is_per_length():
 def test_train_copy_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_copy(LSTMBaseline(9, 8, 4), CopyTask(), **kwargs)
+
+
+def test_curriculum_grows_the_lengths_and_stop_below_ends_early():
+    torch.manual_seed(0)
+    task = CopyTask(bits=2, max_len=4)
+    lstm = LSTMBaseline(task.input_size, task.output_size, hidden_size=16)
+    log = train_copy(lstm, task, 400, batch_size=16, lr=1e-2, generator=torch.Generator().manual_seed(0),
+                     log_every=20, curriculum=(1, 0.3), stop_below=0.3)
+    lengths = [L for _, L in log["curriculum"]]
+    assert lengths[0] == 1 and lengths == sorted(lengths) and lengths[-1] <= 4
+    if log["steps"] < 400:  # stopped early: only once the whole range was in use, below the threshold
+        assert lengths[-1] == 4 and log["curve"][-1][1] < 0.3
+    with pytest.raises(ValueError, match="curriculum"):
+        train_copy(lstm, task, 5, curriculum=(9, 0.1))
+    with pytest.raises(ValueError, match="stop_below"):
+        train_copy(lstm, task, 5, stop_below=0.0)
+
+
+def test_run_copy_seed_records_paired_errors_per_length():
+    exp = CopyExperiment(train_max=3, lengths=(2, 5), n_eval=4, memory_rows=8, memory_width=4, controller_size=8,
+                         lstm_hidden=8, ntm=CopyRecipe(steps=2, batch_size=2, lr=1e-3),
+                         lstm=CopyRecipe(steps=4, batch_size=2, lr=1e-3, curriculum=(2, 0.9), log_every=2))
+    for kind in ("ntm", "lstm"):
+        result, state = run_copy_seed(kind, 1, exp)
+        again, _ = run_copy_seed(kind, 1, exp)
+        assert result["errors"] == again["errors"]  # seeded
+        assert set(result["errors"]) == {"2", "5"} and len(result["errors"]["5"]) == 4
+        assert all(0 <= e <= 8 * 5 for e in result["errors"]["5"])
+        assert result["kind"] == kind and result["threads"] == 1 and state
+    assert torch.get_num_threads() >= 1
+    with pytest.raises(ValueError, match="kind"):
+        run_copy_seed("gru", 0, exp)
+    with pytest.raises(ValueError, match="memory rows"):
+        CopyExperiment(lengths=(200,))
+    with pytest.raises(ValueError, match="n_eval"):
+        CopyExperiment(n_eval=0)

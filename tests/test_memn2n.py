@@ -202,17 +202,37 @@ def test_bad_inputs_are_named(task1):
         MemN2N(len(vocab), memory_size=10, copies=2)(s.expand(3, -1, -1, -1), q.expand(3, -1, -1))
 
 
-def test_random_noise_time():
-    n = torch.tensor([3, 5, 1])
-    base = random_noise_time(n, 6, 49, 0.0)
-    assert base[0].tolist() == [2, 1, 0, 0, 0, 0] and base[1].tolist() == [4, 3, 2, 1, 0, 0]
+def test_random_noise_time_follows_the_original_code():
+    n = torch.tensor([3, 5, 1, 20])
+    base = random_noise_time(n, 20, 49, 0.0)
+    assert base[0, :4].tolist() == [2, 1, 0, 0] and base[1, :6].tolist() == [4, 3, 2, 1, 0, 0]
     g = torch.Generator().manual_seed(0)
-    noisy = torch.stack([random_noise_time(n, 6, 49, 0.5, g) for _ in range(200)])
-    real = torch.arange(6) < n[:, None]
+    noisy = torch.stack([random_noise_time(n, 20, 49, 0.1, g) for _ in range(3000)])  # (draws, 4, 20)
+    real = torch.arange(20) < n[:, None]
     assert (noisy >= base).all() and (noisy[:, ~real] == 0).all()
-    assert (noisy[..., :-1] >= noisy[..., 1:])[:, real[:, 1:]].all()  # still ordered in time
-    assert noisy[:, 1, 0].float().mean() > base[1, 0] + 1  # about 0.5 gaps per memory
-    assert random_noise_time(n, 6, 3, 0.9, g).max() <= 3  # capped
+    assert (noisy[..., :-1] > noisy[..., 1:])[:, real[:, 1:]].all()  # still distinct and ordered in time
+    # a story of 20 memories gets 0, 1 or 2 (= ceil(0.1 * 20)) empty ones, uniformly, placed at
+    # random among the 21 or 22 time indices: the oldest memory moves back by the blanks after it
+    shift = noisy[:, 3, 0] - 19
+    assert set(shift.unique().tolist()) == {0, 1, 2}
+    expected = (0 + 1 * 20 / 21 + 2 * 20 / 22) / 3  # E[blanks * P(the last index is a real memory)]
+    assert abs(shift.float().mean().item() - expected) < 0.05
+    assert ((noisy[:, 3] - base[3]) <= 2).all() and ((noisy[:, 0] - base[0]) <= 1).all()
+    assert random_noise_time(n, 20, 3, 0.9, g).max() <= 3  # capped
+    with pytest.raises(ValueError, match="rate"):
+        random_noise_time(n, 20, 49, -0.1)
+
+
+def test_train_config_is_the_books_and_checks_its_fields():
+    cfg, joint = TrainConfig(), TrainConfig.joint()
+    assert (cfg.encoding, cfg.hops, cfg.restarts, cfg.ls_patience, cfg.random_noise) == ("position-code", 3, 5, None, 0.1)
+    assert (joint.dim, joint.epochs, joint.decay_every, joint.ls_max_epochs) == (50, 60, 15, 30)
+    assert TrainConfig.joint(hops=1).hops == 1
+    for bad, match in ((dict(epochs=0), "epochs"), (dict(hops=0), "hops"), (dict(encoding="lstm"), "encoding"),
+                       (dict(random_noise=1.5), "random_noise"), (dict(ls_patience=0), "ls_patience"),
+                       (dict(lr=0.0), "lr"), (dict(clip="none"), "clip"), (dict(restarts=True), "restarts")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad)
 
 
 def test_hop_support():
@@ -241,7 +261,9 @@ def test_linear_start_ends_and_restores_the_softmax(task1):
     tr, va = split_train_val(train.subset(torch.arange(200)))
     cfg = TrainConfig(restarts=2, epochs=2, ls_max_epochs=3, seed=1)
     res = train_memn2n(tr, va, len(vocab), cfg)
-    assert ((res.ls_epochs >= 1) & (res.ls_epochs <= 3)).all()
+    assert (res.ls_epochs == 3).all()  # a fixed schedule, as in the original code
+    patient = train_memn2n(tr, va, len(vocab), TrainConfig(restarts=2, epochs=2, ls_max_epochs=3, ls_patience=1, seed=1))
+    assert ((patient.ls_epochs >= 1) & (patient.ls_epochs <= 3)).all()
     assert res.history[0]["linear"].all() and not res.model.linear.any()
     assert (res.best_epoch >= res.ls_epochs).all()  # weights kept from the softmax phase only
 

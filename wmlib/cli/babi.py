@@ -3,6 +3,10 @@
 Per task (the default) every task gets its own model, the best of ``--restarts`` random restarts
 on its validation split; with ``--joint`` one model learns all the chosen tasks together.
 Tasks run in ``--workers`` parallel processes of ``--threads`` threads each.
+
+The defaults are the book's recorded configuration, ``TrainConfig()`` (``TrainConfig.joint()``
+with ``--joint``): ``wmlib babi --tasks 1-20 --size 1k`` reproduces Chapter 8's recorded run
+(``--workers`` and ``--threads`` change only the time it takes). Each flag changes one field.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, replace
 
 from ..data import BABI_TASKS
 from ._args import fraction, nonnegative_int, output_file, positive_int, write_json
@@ -42,20 +46,21 @@ def parse_tasks(text: str) -> list[int]:
 
 
 def _config(args):
+    """The run's TrainConfig: the book's defaults, with each flag given replacing one field."""
     from ..memn2n import TrainConfig
 
-    joint = getattr(args, "joint", False)
-    cfg = TrainConfig(
-        dim=args.dim if args.dim is not None else (50 if joint else 20), hops=args.hops, encoding=args.encoding,
-        temporal=not args.no_temporal, random_noise=args.random_noise, linear_start=not args.no_linear_start,
-        epochs=args.epochs if args.epochs is not None else (60 if joint else 100),
-        decay_every=args.decay_every if args.decay_every is not None else (15 if joint else 25),
-        ls_max_epochs=args.ls_epochs if args.ls_epochs is not None else (30 if joint else 20),
-        restarts=args.restarts, seed=args.seed, attend_empty=not args.mask_empty,
-    )
-    if cfg.epochs < 1 or cfg.restarts < 1 or cfg.hops < 1:
-        raise ValueError("--epochs, --restarts and --hops must be at least 1")
-    return cfg
+    base = TrainConfig.joint() if args.joint else TrainConfig()
+    flags = {"dim": args.dim, "hops": args.hops, "encoding": args.encoding, "random_noise": args.random_noise,
+             "epochs": args.epochs, "decay_every": args.decay_every, "ls_max_epochs": args.ls_epochs,
+             "ls_patience": args.ls_patience, "restarts": args.restarts, "seed": args.seed}
+    changes = {name: value for name, value in flags.items() if value is not None}
+    if args.no_temporal:
+        changes["temporal"] = False
+    if args.no_linear_start:
+        changes["linear_start"] = False
+    if args.mask_empty:
+        changes["attend_empty"] = False
+    return replace(base, **changes)
 
 
 def _worker(task, cfg_dict, size, threads):
@@ -145,8 +150,6 @@ def format_table(results: dict) -> str:
 def run(args) -> int:
     tasks = parse_tasks(args.tasks)
     cfg = _config(args)
-    if args.workers < 1 or args.threads < 1:
-        raise ValueError("--workers and --threads must be at least 1")
     what = "jointly" if args.joint else f"per task, {args.workers} worker(s)"
     print(f"MemN2N on bAbI {args.size}: tasks {args.tasks}, {what}; {cfg.hops} hops, d={cfg.dim}, "
           f"{cfg.encoding}, TE={cfg.temporal}, RN={cfg.random_noise}, LS={cfg.linear_start}, "
@@ -161,29 +164,38 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    from ..memn2n import TrainConfig
+    from ..memn2n import ENCODINGS, TrainConfig
 
-    d = TrainConfig()
+    d, j = TrainConfig(), TrainConfig.joint()
     p = sub.add_parser("babi", help="train end-to-end memory networks on the bAbI tasks (Chapter 8)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="1-20", help="tasks to run, e.g. 1-20 or 1,2,3 (default 1-20)")
     p.add_argument("--size", default="1k", choices=["1k", "10k"], help="training set size (default 1k)")
     p.add_argument("--json", type=output_file, metavar="FILE", help="write the results as JSON to FILE")
     p.add_argument("--joint", action="store_true", help="train one model on all the chosen tasks together")
-    p.add_argument("--epochs", type=positive_int, help="epochs with the softmax (default 100; joint 60)")
-    p.add_argument("--ls-epochs", type=nonnegative_int, help="at most this many linear-start epochs (default 20; joint 30)")
-    p.add_argument("--decay-every", type=positive_int, help="halve the learning rate every N epochs (default 25; joint 15)")
-    p.add_argument("--restarts", type=positive_int, default=10, help="random restarts per task, best on validation kept (default 10)")
-    p.add_argument("--hops", type=positive_int, default=d.hops, help=f"memory hops (default {d.hops})")
-    p.add_argument("--dim", type=positive_int, help="embedding dimension (default 20; joint 50)")
-    p.add_argument("--encoding", default=d.encoding, choices=["position", "position-code", "bow"],
-                   help="sentence encoding: the paper's position encoding (default), the original code's, or a bag of words")
+    p.add_argument("--epochs", type=positive_int,
+                   help=f"epochs with the softmax (default {d.epochs}; joint {j.epochs})")
+    p.add_argument("--ls-epochs", type=positive_int,
+                   help=f"linear-start epochs (default {d.ls_max_epochs}; joint {j.ls_max_epochs}); see --no-linear-start")
+    p.add_argument("--ls-patience", type=positive_int,
+                   help="end linear start earlier, once the validation loss has not improved for N epochs "
+                        "(the paper's rule; default: off, a fixed schedule as in the original code)")
+    p.add_argument("--decay-every", type=positive_int,
+                   help=f"halve the learning rate every N epochs (default {d.decay_every}; joint {j.decay_every})")
+    p.add_argument("--restarts", type=positive_int,
+                   help=f"random restarts per model, the best on validation kept (default {d.restarts})")
+    p.add_argument("--hops", type=positive_int, help=f"memory hops (default {d.hops})")
+    p.add_argument("--dim", type=positive_int, help=f"embedding dimension (default {d.dim}; joint {j.dim})")
+    p.add_argument("--encoding", choices=list(ENCODINGS),
+                   help=f"sentence encoding: the paper's position encoding, the original code's or a bag of words "
+                        f"(default {d.encoding})")
     p.add_argument("--no-temporal", action="store_true", help="no temporal encoding")
     p.add_argument("--no-linear-start", action="store_true", help="no linear start")
     p.add_argument("--mask-empty", action="store_true",
                    help="mask the empty memory slots out of the softmax (default: they take part, score 0)")
-    p.add_argument("--random-noise", type=fraction, default=d.random_noise, help="RN rate (default 0.1; 0 = off)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--random-noise", type=fraction,
+                   help=f"random noise: up to this fraction of empty memories per story (default {d.random_noise}; 0 = off)")
+    p.add_argument("--seed", type=nonnegative_int, help=f"random seed (default {d.seed})")
     p.add_argument("--workers", type=positive_int, default=1, help="tasks trained in parallel processes (default 1)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per process (default 1)")
     p.set_defaults(func=run)
