@@ -57,7 +57,7 @@ $(VENDOR)/.done: $(ASSETS)/package.json $(ASSETS)/package-lock.json
 # chapters (each is skipped when its result is already cached). Chapter 8's 20-task bAbI run is
 # committed in book/results/ instead (its command is in the chapter).
 results: $(STAMP)
-	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2  # all of SST-2 train, one epoch: Chapters 10 and 11
+	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2 --probe  # all of SST-2 train, one epoch, and the linear probe on the same sentences: Chapters 10 and 11
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib distill-sst2 --train-size 67349 --epochs 2 --temperatures 4  # Chapter 11
 
 book: $(STAMP) vendor results

@@ -34,7 +34,8 @@ from .finetune import (SST2_TRAIN_SIZE, SentenceClassifier, SST2Recipe, TrainHis
                        train_classifier)
 
 __all__ = ["make_student", "distill", "compare_latency", "StudentRecipe", "INITS", "transfer_indices",
-           "teacher_train_logits", "load_student", "distill_sst2", "study_recipes"]
+           "teacher_train_logits", "transfer_logits", "load_student", "distill_sst2", "study_recipes", "DistillStudy",
+           "study_conditions", "run_study", "study_correct", "study_seeds", "SeedComparison", "compare_seeds"]
 
 
 def make_student(teacher: SentenceClassifier, layers: Sequence[int], ffn: int | None = None, tokenizer=None,
@@ -227,6 +228,16 @@ def teacher_train_logits(teacher_recipe: SST2Recipe, teacher: tuple[SentenceClas
     return logits
 
 
+def transfer_logits(recipe: StudentRecipe, teacher: SentenceClassifier, tokenizer,
+                    transfer: LabelledTexts) -> torch.Tensor:
+    """The teacher's logits on ``recipe``'s transfer set: rows of :func:`teacher_train_logits`
+    when those are cached (what the recorded study used), else computed on ``transfer`` now."""
+    full = teacher_train_logits(recipe.teacher, compute=False)
+    if full is not None:
+        return full[transfer_indices(recipe.train_size, recipe.seed)]
+    return predict_logits(teacher, tokenizer, transfer.texts, max_len=recipe.max_len)
+
+
 def load_student(path: str | Path, device=None) -> tuple[SentenceClassifier, object, dict]:
     """Rebuild a student saved by :func:`distill_sst2`: ``(model, tokenizer, meta)``."""
     path = Path(path)
@@ -260,10 +271,8 @@ def distill_sst2(recipe: StudentRecipe = StudentRecipe(), *, cache: str = "use",
         transfer = load_sst2("train").subset(recipe.train_size, torch.Generator().manual_seed(recipe.seed))
     elif len(transfer) != recipe.train_size:
         raise ValueError(f"transfer has {len(transfer)} examples but recipe.train_size is {recipe.train_size}")
-    if teacher_logits is None:  # the study's shared logits when they are cached, else computed here
-        full = teacher_train_logits(recipe.teacher, compute=False)
-        teacher_logits = (full[transfer_indices(recipe.train_size, recipe.seed)] if full is not None else
-                          predict_logits(t_model, tokenizer, transfer.texts, max_len=recipe.max_len))
+    if teacher_logits is None:
+        teacher_logits = transfer_logits(recipe, t_model, tokenizer, transfer)
     if recipe.init == "teacher":
         source = t_model
     else:  # the pretrained encoder, not fine-tuned, with a new head
@@ -431,6 +440,55 @@ def study_correct(results: dict, name: str) -> "np.ndarray":
 
 def study_seeds(results: dict, name: str) -> list[int]:
     return sorted(int(k) for k in results["runs"][name])
+
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """Two conditions of a study compared on the same dev sentences, seed by seed.
+
+    ``difference``: accuracy(A) - accuracy(B) of the seed-averaged predictions, with a paired
+    bootstrap interval over the sentences and a sign-flip p-value (:func:`wmlib.stats.paired_difference`);
+    ``per_seed``: the exact McNemar test of each seed (A's seed ``s`` against B's seed ``s``, which
+    shared the transfer set and the training order); ``seed_differences``: the per-seed accuracy
+    differences with a t interval over seeds (:func:`wmlib.stats.seed_spread`).
+    """
+
+    difference: object
+    per_seed: list
+    seed_differences: object
+
+    @property
+    def ahead(self) -> int:
+        """Seeds in which A was more accurate than B."""
+        return sum(m.only_a > m.only_b for m in self.per_seed)
+
+    def verdict(self, a: str, b: str) -> str:
+        """A sentence computed from the paired interval, with how many seeds agree."""
+        from . import stats
+
+        n = len(self.per_seed)
+        text = stats.compare(self.difference, a, b, fmt="{:+.1%}", higher="more accurate", lower="less accurate")
+        if n > 1:
+            text += f"; {a} was ahead in {self.ahead} of {n} seeds"
+        return text
+
+
+def compare_seeds(correct_a, correct_b) -> SeedComparison:
+    """Compare two conditions from their right/wrong arrays (seeds, sentences), row ``s`` of both
+    being the same seed (see :func:`study_correct`)."""
+    import numpy as np
+
+    from . import stats
+
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.ndim == 1:
+        a, b = a[None], b[None] if b.ndim == 1 else b
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"correct_a and correct_b must both be (seeds, sentences) with the same seeds; got "
+                         f"{a.shape} and {b.shape}")
+    diff = stats.paired_difference(a.mean(0), b.mean(0))
+    per_seed = [stats.mcnemar(a[i], b[i]) for i in range(len(a))]
+    return SeedComparison(diff, per_seed, stats.seed_spread(a.mean(1) - b.mean(1)))
 
 
 def study_recipes(base: StudentRecipe, temperatures: Sequence[float]) -> dict[str, StudentRecipe]:
