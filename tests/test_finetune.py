@@ -354,3 +354,40 @@ def test_other_encoders_are_refused_with_the_supported_families(tokenizer):
                                       num_attention_heads=2, intermediate_size=64, is_decoder=True)
     with pytest.raises(UnsupportedEncoder, match="decoder"):
         SentenceClassifier(transformers.BertModel(decoder), 2)
+
+
+def test_frozen_features_are_cached_unit_vectors(tmp_path, monkeypatch, tokenizer):
+    from wmlib.finetune import frozen_features
+
+    monkeypatch.setenv("WMLIB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny-bert"  # a local model folder, as MODEL may name one
+    tiny_family_encoder("bert", tokenizer.vocab_size).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    texts = ["a fine film", "dull", "the plot is thin but the actors are wonderful"]
+    x = frozen_features(str(folder), texts, max_len=16)
+    assert x.shape == (3, 32) and torch.allclose(x.norm(dim=1), torch.ones(3), atol=1e-2)
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 1
+    assert torch.equal(frozen_features(str(folder), texts, max_len=16), x), "the second call reads the cache"
+    assert not torch.equal(frozen_features(str(folder), texts[:2], max_len=16), x[:1]), "other texts, other entry"
+    with pytest.raises(ValueError, match="non-empty list"):
+        frozen_features(str(folder), "one text")
+    with pytest.raises(ValueError, match="cache must be"):
+        frozen_features(str(folder), texts, cache="maybe")
+
+
+def test_linear_probe_chooses_C_on_held_out_training_examples():
+    from wmlib.finetune import linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(2, (400,), generator=g)
+    x = torch.randn(400, 8, generator=g) + 1.5 * y[:, None].float()  # separable on average
+    clf, info = linear_probe(x, y.tolist(), Cs=(0.001, 1.0), seed=0)
+    assert info["C"] in (0.001, 1.0) and set(info["holdout_accuracy"]) == {0.001, 1.0} and info["holdout_n"] == 40
+    assert info["holdout_accuracy"][info["C"]] == max(info["holdout_accuracy"].values())
+    assert clf.score(x.numpy(), y.numpy()) > 0.9
+    with pytest.raises(ValueError, match="one label per row"):
+        linear_probe(x, y.tolist()[:10])
+    with pytest.raises(ValueError, match="holdout"):
+        linear_probe(x, y.tolist(), holdout=1.0)
+    with pytest.raises(ValueError, match="single class"):
+        linear_probe(x[:20], [0] * 20)
