@@ -640,7 +640,7 @@ def frozen_features(model_name: str, texts: Sequence[str], *, max_len: int = 64,
     return feats
 
 
-def linear_probe(features, labels: Sequence[int], *, Cs: Sequence[float] = (0.1, 1.0, 10.0), holdout: float = 0.1,
+def linear_probe(features, labels: Sequence[int], *, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0), holdout: float = 0.1,
                  seed: int = 0, max_iter: int = 1000):
     """A logistic regression on frozen ``features`` (N, D): ``(classifier, info)``.
 
