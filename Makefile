@@ -3,6 +3,7 @@
 #   make test   run the test suite (unit tests, every chapter in QUICK mode, site and browser)
 #   make test-unit  the library's tests alone: no chapter executed, no site, no browser (a few minutes)
 #   make editions  write the Colab and student editions of every chapter into _build/editions
+#   make compat  test the wheel at the declared lower bounds and at today's latest releases (COMPAT=lower|latest|both)
 # Both create or reuse the virtual environment .venv/ and install pinned dependencies.
 
 PYTHON      ?= python3
@@ -27,7 +28,7 @@ export TOKENIZERS_PARALLELISM := false
 
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv book test test-unit vendor browser editions bench sync clean results
+.PHONY: help venv book test test-unit compat vendor browser editions bench sync clean results
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -82,6 +83,14 @@ test: $(STAMP) vendor browser
 # drives a browser, needs npm).
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook and not site"
+
+# The library at both ends of what it declares: fresh virtual environments with every lower bound
+# of pyproject.toml, and with today's latest releases (torch: the CPU build); unit tests, `wmlib
+# info`, and three chapters' Colab editions in QUICK mode. Reports in _build/compat/.
+COMPAT ?= both
+compat: $(STAMP)
+	WMLIB_COMPAT_TORCH=$${WMLIB_COMPAT_TORCH-$$($(PY) -c "import torch; print(torch.__version__.split('+')[0])")} \
+	  $(PY) book/tools/compat.py $(COMPAT)
 
 # Colab editions (MyST turned into plain Markdown, solutions collapsed) and student editions
 # (solutions replaced by stubs). Glued numbers come from the last `make book`, if any.

@@ -18,6 +18,8 @@ from conftest import ROOT, chapter_paths, execute_chapter
 sys.path.insert(0, str(ROOT / "book" / "tools"))
 import editions  # noqa: E402
 
+pytestmark = pytest.mark.tooling
+
 RAW_MYST = re.compile(r"^\s*(`{3,}|:{3,})\{[\w:-]+\}", re.M)
 RAW_ROLE = re.compile(r"\{(cite|glue|doc|ref|numref|term|eq|math)(:\w+)?\}`")
 

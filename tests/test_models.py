@@ -137,3 +137,9 @@ def test_hub_errors_are_explained():
     assert "gated model" in models._describe_hub_error("meta-llama/X", GatedRepoError("403"))
     assert "HF_TOKEN" in models._describe_hub_error("meta-llama/X", GatedRepoError("403"))
     assert "no model" in models._describe_hub_error("a/b", RepositoryNotFoundError("404 Client Error"))
+
+
+def test_a_missing_gpu_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        load_causal_lm("smollm2-135m", device="cuda")
