@@ -85,12 +85,32 @@ def test_compare_latency_reports_wall_and_cpu_time(tokenizer):
     # one thread (the default): the CPU time is real work, and cannot exceed the wall time by more
     # than the clocks' granularity
     assert all(v["wall_ms"] > 0 and 0 < v["cpu_ms"] <= 1.2 * v["wall_ms"] + 1.0 for v in out.values()), out
+    assert all(len(v["cpu_calls_ms"]) == len(v["wall_calls_ms"]) == 3 * 2 for v in out.values()), out
     with pytest.raises(ValueError, match="batch_size"):
         compare_latency({"a": a}, tokenizer, ["x"] * 3, batch_size=4)
     with pytest.raises(ValueError, match="empty"):
         compare_latency({}, tokenizer, ["x"])
     with pytest.raises(ValueError, match="threads"):
         compare_latency({"a": a}, tokenizer, ["x"] * 4, threads=0)
+
+
+def test_speedup_pairs_calls_and_refuses_bad_input():
+    from wmlib.student import speedup
+
+    t = {"slow": {"cpu_calls_ms": [4.0, 8.0, 6.0, 40.0], "wall_calls_ms": [4.0, 8.0, 6.0, 40.0]},
+         "fast": {"cpu_calls_ms": [1.0, 2.0, 2.0, 10.0], "wall_calls_ms": [2.0, 4.0, 3.0, 20.0]}}
+    cpu = speedup(t, "slow", "fast")  # paired ratios 4, 4, 3, 4: median 4
+    assert cpu.value == pytest.approx(4.0) and cpu.low <= 4.0 <= cpu.high and cpu.n == 4
+    assert speedup(t, "slow", "fast", kind="wall").value == pytest.approx(2.0)
+    assert speedup(t, "fast", "slow").value == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="kind"):
+        speedup(t, "slow", "fast", kind="gpu")
+    with pytest.raises(KeyError, match="timed"):
+        speedup(t, "slow", "nope")
+    with pytest.raises(ValueError, match="same"):
+        speedup({**t, "short": {"cpu_calls_ms": [1.0]}}, "slow", "short")
+    with pytest.raises(ValueError, match="no measurable"):
+        speedup({**t, "zero": {"cpu_calls_ms": [0.0, 1.0, 1.0, 1.0]}}, "slow", "zero")
 
 
 def test_compare_latency_times_in_the_threads_asked_for_and_restores_them(tokenizer):

@@ -33,7 +33,7 @@ from .finetune import (SST2_TRAIN_SIZE, SentenceClassifier, SST2Recipe, TrainHis
                        keep_layers, load_classifier, predict_logits, prune_feed_forward, save_classifier, tokenize,
                        train_classifier)
 
-__all__ = ["make_student", "distill", "compare_latency", "StudentRecipe", "INITS", "transfer_indices",
+__all__ = ["make_student", "distill", "compare_latency", "speedup", "StudentRecipe", "INITS", "transfer_indices",
            "teacher_train_logits", "transfer_logits", "load_student", "distill_sst2", "study_recipes", "DistillStudy",
            "study_conditions", "run_study", "study_correct", "study_seeds", "SeedComparison", "compare_seeds"]
 
@@ -81,7 +81,10 @@ def compare_latency(models: dict[str, nn.Module], tokenizer, texts: Sequence[str
     included), ``warmup`` untimed calls, then ``repeats`` timed calls per model per round; the
     models take turns in every round, so a burst of load from other processes hits them all alike.
 
-    Returns ``{name: {"wall_ms": median wall-clock ms per call, "cpu_ms": median CPU ms per call}}``.
+    Returns ``{name: {"wall_ms": median wall-clock ms per call, "cpu_ms": median CPU ms per call,
+    "wall_calls_ms": [...], "cpu_calls_ms": [...]}}``, the lists holding every timed call in order:
+    call ``i`` of every model ran the same batch in the same round, so calls pair up across models
+    (see :func:`speedup`).
     The CPU time (of this process) is what a call costs with the machine to itself at the same
     number of threads; on a shared machine the wall time also counts waiting for a core.
     ``threads`` sets torch's CPU threads while timing (restored after; None keeps the current
@@ -125,8 +128,34 @@ def _timed_rounds(models, tokenizer, batches, warmup, repeats, rounds, max_len) 
                 if call >= warmup:
                     wall[name].append(time.perf_counter() - w0)
                     cpu[name].append(time.process_time() - c0)
-    return {name: {"wall_ms": 1e3 * statistics.median(wall[name]), "cpu_ms": 1e3 * statistics.median(cpu[name])}
+    return {name: {"wall_ms": 1e3 * statistics.median(wall[name]), "cpu_ms": 1e3 * statistics.median(cpu[name]),
+                   "wall_calls_ms": [1e3 * t for t in wall[name]], "cpu_calls_ms": [1e3 * t for t in cpu[name]]}
             for name in models}
+
+
+def speedup(timings: dict[str, dict], slow: str, fast: str, kind: str = "cpu") -> "stats.Estimate":
+    """How many times faster ``fast`` ran than ``slow`` in :func:`compare_latency`'s ``timings``:
+    the median over paired calls (same batch, same round) of the ratio slow/fast, with a bootstrap
+    interval over the calls. ``kind``: ``"cpu"`` or ``"wall"``. The interval says how precisely
+    this run measured the ratio, not how it varies between machines."""
+    import numpy as np
+
+    from . import stats
+
+    if kind not in ("cpu", "wall"):
+        raise ValueError(f"kind must be 'cpu' or 'wall', got {kind!r}")
+    for name in (slow, fast):
+        if name not in timings:
+            raise KeyError(f"no timings for {name!r}; timed: {sorted(timings)}")
+    a, b = (np.asarray(timings[n][f"{kind}_calls_ms"], dtype=float) for n in (slow, fast))
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"{slow!r} and {fast!r} must have the same, non-zero number of timed calls "
+                         f"(got {a.size} and {b.size}): time them in one compare_latency call")
+    if (a <= 0).any() or (b <= 0).any():
+        raise ValueError(f"a timed call took no measurable {kind} time; time larger batches or more repeats")
+    est = stats.bootstrap_mean(np.log(a / b), statistic=lambda x, axis=-1: np.median(x, axis=axis))
+    return stats.Estimate(float(np.exp(est.value)), float(np.exp(est.low)), float(np.exp(est.high)), est.n,
+                          "bootstrap (median of paired ratios)", est.confidence)
 
 
 # ------------------------------------------------------------------------------------ SST-2 and the cache
