@@ -60,7 +60,7 @@ $(VENDOR)/.done: $(ASSETS)/package.json $(ASSETS)/package-lock.json
 # ship in wmlib/results/ and Chapter 5's ten-times-longer recall run in book/results/ (each JSON
 # file records its command).
 results: $(STAMP)
-	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2  # all of SST-2 train, one epoch: Chapters 10 and 11
+	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2 --probe  # all of SST-2 train, one epoch, and the linear probe on the same sentences: Chapters 10 and 11
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib distill-sst2 --train-size 67349 --epochs 2 --temperatures 4  # Chapter 11
 
 book: $(STAMP) vendor results

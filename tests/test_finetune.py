@@ -1,5 +1,6 @@
 """wmlib.finetune: the classifier, its training loop, evaluation, timing and the cache."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -288,3 +289,105 @@ def test_cli_trains_caches_and_reports(tmp_path, monkeypatch, capsys):
     assert "loaded from the cache" in capsys.readouterr().out
     assert main(["finetune-sst2", "--train-size", "0"]) == 2  # a clear error, not a traceback
     assert "train" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ encoder families
+def tiny_family_encoder(family, vocab_size, layers=3, seed=0):
+    """A tiny random encoder of each supported family, built offline from its config."""
+    import transformers
+
+    torch.manual_seed(seed)
+    if family == "bert":
+        cfg = transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=layers,
+                                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+        return transformers.BertModel(cfg)  # with its pooler, which the classifier must not need
+    if family == "distilbert":
+        cfg = transformers.DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=layers, n_heads=2, hidden_dim=64,
+                                            max_position_embeddings=64)
+        return transformers.DistilBertModel(cfg)
+    cfg = transformers.ModernBertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=layers,
+                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                        global_attn_every_n_layers=2, local_attention=8, pad_token_id=0,
+                                        bos_token_id=101, eos_token_id=102, cls_token_id=101, sep_token_id=102)
+    return transformers.ModernBertModel(cfg)
+
+
+FAMILIES = ["bert", "distilbert", "modernbert"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_encoder_family_fine_tunes_shrinks_and_times(family, tokenizer):
+    from wmlib.finetune import encoder_layers, feed_forward_width
+
+    model = SentenceClassifier(tiny_family_encoder(family, tokenizer.vocab_size), num_labels=2)
+    history = train_classifier(model, tokenizer, toy_sentiment(32), batch_size=16, lr=1e-3)
+    assert history.steps == 2 and all(np.isfinite(history.losses))
+    texts = ["a fine film", "no", "the plot is thin but the actors are wonderful"]
+    enc = tokenize(tokenizer, texts)
+    with torch.no_grad():
+        full = model(**enc)
+        # padding does not change a sentence's logits in any family
+        assert torch.allclose(full[1], model(**tokenize(tokenizer, texts[1:2]))[0], atol=1e-5)
+        assert torch.allclose(keep_layers(model, [0, 1, 2])(**enc), full, atol=1e-5)
+        same = prune_feed_forward(model, 64, tokenizer, texts)
+        assert torch.allclose(same(**enc), full, atol=1e-5), "keeping every unit changes nothing"
+        small = prune_feed_forward(keep_layers(model, [0, 2]), 16, tokenizer, texts)
+        assert small(**enc).shape == (3, 2)
+    assert len(encoder_layers(small)) == 2 and small.encoder.config.num_hidden_layers == 2
+    assert feed_forward_width(small) == 16 and feed_forward_width(model) == 64
+    assert count_parameters(small) < count_parameters(model)
+    freeze_word_embeddings(small)
+    assert not small.encoder.get_input_embeddings().weight.requires_grad
+    train_classifier(small, tokenizer, toy_sentiment(16), batch_size=16, lr=1e-3)
+    assert latency_ms(small, tokenizer, texts, batch_size=1, repeats=2, warmup=1) > 0
+
+
+def test_other_encoders_are_refused_with_the_supported_families(tokenizer):
+    import transformers
+
+    from wmlib.finetune import UnsupportedEncoder
+
+    cfg = transformers.GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    with pytest.raises(UnsupportedEncoder, match="BERT-style, DistilBERT and ModernBERT"):
+        SentenceClassifier(transformers.GPT2Model(cfg), 2)
+    decoder = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=64, is_decoder=True)
+    with pytest.raises(UnsupportedEncoder, match="decoder"):
+        SentenceClassifier(transformers.BertModel(decoder), 2)
+
+
+def test_frozen_features_are_cached_unit_vectors(tmp_path, monkeypatch, tokenizer):
+    from wmlib.finetune import frozen_features
+
+    monkeypatch.setenv("WMLIB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny-bert"  # a local model folder, as MODEL may name one
+    tiny_family_encoder("bert", tokenizer.vocab_size).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    texts = ["a fine film", "dull", "the plot is thin but the actors are wonderful"]
+    x = frozen_features(str(folder), texts, max_len=16)
+    assert x.shape == (3, 32) and torch.allclose(x.norm(dim=1), torch.ones(3), atol=1e-2)
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 1
+    assert torch.equal(frozen_features(str(folder), texts, max_len=16), x), "the second call reads the cache"
+    assert not torch.equal(frozen_features(str(folder), texts[:2], max_len=16), x[:1]), "other texts, other entry"
+    with pytest.raises(ValueError, match="non-empty list"):
+        frozen_features(str(folder), "one text")
+    with pytest.raises(ValueError, match="cache must be"):
+        frozen_features(str(folder), texts, cache="maybe")
+
+
+def test_linear_probe_chooses_C_on_held_out_training_examples():
+    from wmlib.finetune import linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(2, (400,), generator=g)
+    x = torch.randn(400, 8, generator=g) + 1.5 * y[:, None].float()  # separable on average
+    clf, info = linear_probe(x, y.tolist(), Cs=(0.001, 1.0), seed=0)
+    assert info["C"] in (0.001, 1.0) and set(info["holdout_accuracy"]) == {0.001, 1.0} and info["holdout_n"] == 40
+    assert info["holdout_accuracy"][info["C"]] == max(info["holdout_accuracy"].values())
+    assert clf.score(x.numpy(), y.numpy()) > 0.9
+    with pytest.raises(ValueError, match="one label per row"):
+        linear_probe(x, y.tolist()[:10])
+    with pytest.raises(ValueError, match="holdout"):
+        linear_probe(x, y.tolist(), holdout=1.0)
+    with pytest.raises(ValueError, match="single class"):
+        linear_probe(x[:20], [0] * 20)

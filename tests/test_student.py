@@ -85,12 +85,32 @@ def test_compare_latency_reports_wall_and_cpu_time(tokenizer):
     # one thread (the default): the CPU time is real work, and cannot exceed the wall time by more
     # than the clocks' granularity
     assert all(v["wall_ms"] > 0 and 0 < v["cpu_ms"] <= 1.2 * v["wall_ms"] + 1.0 for v in out.values()), out
+    assert all(len(v["cpu_calls_ms"]) == len(v["wall_calls_ms"]) == 3 * 2 for v in out.values()), out
     with pytest.raises(ValueError, match="batch_size"):
         compare_latency({"a": a}, tokenizer, ["x"] * 3, batch_size=4)
     with pytest.raises(ValueError, match="empty"):
         compare_latency({}, tokenizer, ["x"])
     with pytest.raises(ValueError, match="threads"):
         compare_latency({"a": a}, tokenizer, ["x"] * 4, threads=0)
+
+
+def test_speedup_pairs_calls_and_refuses_bad_input():
+    from wmlib.student import speedup
+
+    t = {"slow": {"cpu_calls_ms": [4.0, 8.0, 6.0, 40.0], "wall_calls_ms": [4.0, 8.0, 6.0, 40.0]},
+         "fast": {"cpu_calls_ms": [1.0, 2.0, 2.0, 10.0], "wall_calls_ms": [2.0, 4.0, 3.0, 20.0]}}
+    cpu = speedup(t, "slow", "fast")  # paired ratios 4, 4, 3, 4: median 4
+    assert cpu.value == pytest.approx(4.0) and cpu.low <= 4.0 <= cpu.high and cpu.n == 4
+    assert speedup(t, "slow", "fast", kind="wall").value == pytest.approx(2.0)
+    assert speedup(t, "fast", "slow").value == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="kind"):
+        speedup(t, "slow", "fast", kind="gpu")
+    with pytest.raises(KeyError, match="timed"):
+        speedup(t, "slow", "nope")
+    with pytest.raises(ValueError, match="same"):
+        speedup({**t, "short": {"cpu_calls_ms": [1.0]}}, "slow", "short")
+    with pytest.raises(ValueError, match="no measurable"):
+        speedup({**t, "zero": {"cpu_calls_ms": [0.0, 1.0, 1.0, 1.0]}}, "slow", "zero")
 
 
 def test_compare_latency_times_in_the_threads_asked_for_and_restores_them(tokenizer):
@@ -132,3 +152,146 @@ def test_save_and_load_a_student(tmp_path, monkeypatch):
     assert not StudentRecipe().cached()  # the cache is the empty tmp_path
     with pytest.raises(FileNotFoundError, match="distill-sst2"):
         load_student(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------------------------ recipes and the study
+def test_transfer_indices_are_the_subset_draw():
+    from wmlib.data import load_sst2
+    from wmlib.student import transfer_indices
+
+    train = load_sst2("train")
+    idx = transfer_indices(50, seed=3)
+    assert [train.texts[i] for i in idx] == train.subset(50, torch.Generator().manual_seed(3)).texts
+
+
+def test_student_recipes_validate_and_keep_their_cache_keys():
+    from wmlib.finetune import SST2Recipe
+
+    # a key made before `init` existed (Chapter 11's QUICK labels-only student) must not change
+    old = StudentRecipe(teacher=SST2Recipe(train_size=1000), train_size=1000, alpha=1.0, T=1.0)
+    assert old.key() == "student-2l-ffn512-T1-a1-n1000-0a4551af5e"
+    pre = replace(old, init="pretrained")
+    assert pre.key().startswith("student-pre-") and pre.key() != old.key()
+    for bad, match in [(dict(init="random"), "init"), (dict(alpha=1.5), "alpha"), (dict(T=0.0), "temperature"),
+                       (dict(train_size=0), "train_size"), (dict(train_size=70_000), "at most"),
+                       (dict(epochs=0), "epochs"), (dict(layers=()), "layers"), (dict(ffn=0), "ffn"),
+                       (dict(lr=0.0), "lr")]:
+        with pytest.raises(ValueError, match=match):
+            replace(StudentRecipe(), **bad)
+
+
+def test_every_study_condition_changes_one_thing():
+    from dataclasses import asdict
+
+    from wmlib.student import DistillStudy, study_conditions
+
+    study = DistillStudy()
+    conds = study_conditions(study)
+    base = asdict(replace(study.base, seed=0))
+    expected = {"distilled": set(), "labels only": {"alpha", "T"}, "pretrained, distilled": {"init"},
+                "pretrained, labels only": {"init", "alpha", "T"}, "full, distilled": {"train_size", "epochs"},
+                "full, labels only": {"train_size", "epochs", "alpha", "T"}}
+    for name, (recipe, seeds) in conds.items():
+        changed = {k for k, v in asdict(recipe).items() if v != base[k]}
+        if name.startswith("T="):
+            assert changed == {"T"}, name
+        elif name.startswith("alpha="):
+            assert changed == {"alpha"}, name
+        elif name.startswith("n="):
+            assert changed <= {"train_size", "epochs"} and changed, name
+        else:
+            assert changed == expected[name], (name, changed)
+        assert recipe.seed == 0 and len(seeds) >= 3 or name.startswith("full")
+    assert len({r.key() for r, _ in conds.values()}) == len(conds), "no condition twice"
+    with pytest.raises(ValueError, match="seeds"):
+        DistillStudy(seeds=(0, 0, 1))
+
+
+def test_the_recorded_study_is_the_codes_configuration():
+    """book/results/distill_sst2.json, which Chapter 11 loads, was made by today's DistillStudy
+    with today's recipes: rerun `wmlib distill-sst2 --study --json book/results/distill_sst2.json`
+    after changing either."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from wmlib.student import DistillStudy, compare_seeds, study_conditions, study_correct
+
+    path = Path(__file__).resolve().parents[1] / "book" / "results" / "distill_sst2.json"
+    results = json.loads(path.read_text())
+    study = DistillStudy()
+    assert results["study"] == json.loads(json.dumps(asdict(study)))
+    assert results["command"] == "wmlib distill-sst2 --study --json book/results/distill_sst2.json"
+    assert results.get("complete") and results["dev_n"] == 872
+    assert len(results["teacher"]["dev_correct"]) == 872
+    for name, (recipe, seeds) in study_conditions(study).items():
+        assert results["conditions"][name]["recipe"] == json.loads(json.dumps(asdict(recipe)))
+        runs = results["runs"][name]
+        assert sorted(map(int, runs)) == sorted(seeds), name
+        for seed, run in runs.items():
+            assert run["key"] == replace(recipe, seed=int(seed)).key()
+            assert run["accuracy"] == pytest.approx(run["dev_correct"].count("1") / 872)
+        assert study_correct(results, name).shape == (len(seeds), 872)
+    c = compare_seeds(study_correct(results, "distilled"), study_correct(results, "labels only"))
+    assert len(c.per_seed) == len(study.seeds)
+
+
+def test_compare_seeds_pairs_seeds_and_sentences():
+    import numpy as np
+
+    from wmlib.student import compare_seeds
+
+    rng = np.random.default_rng(0)
+    b = rng.random((3, 400)) < 0.7
+    a = b | (rng.random((3, 400)) < 0.3)  # A right wherever B is, and on more sentences
+    c = compare_seeds(a, b)
+    assert c.difference.above(0) and c.ahead == 3 and all(m.only_b == 0 for m in c.per_seed)
+    assert c.verdict("A", "B").startswith("A is more accurate than B") and "3 of 3 seeds" in c.verdict("A", "B")
+    same = compare_seeds(b, b)
+    assert "do not differ detectably" in same.verdict("A", "B")
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_seeds(a, b[:2])
+
+
+def test_a_pretrained_initialised_student_trains(tmp_path, monkeypatch, tokenizer):
+    """init='pretrained' takes the layers of the pretrained encoder, never the teacher's."""
+    from wmlib.finetune import SST2Recipe
+    from wmlib.models import load_encoder
+
+    monkeypatch.setenv("WMLIB_CACHE_DIR", str(tmp_path))
+    teacher = tiny_classifier(tokenizer.vocab_size, layers=3)  # a teacher that cannot be the source
+    data = toy(32)
+    recipe = StudentRecipe(teacher=SST2Recipe(train_size=1000), layers=(0, 5), ffn=64, train_size=32, batch_size=16,
+                           init="pretrained")
+    logits = torch.tensor([[-2.0, 2.0] if y else [2.0, -2.0] for y in data.labels])
+    student, _, info = distill_sst2(recipe, cache="off", teacher=(teacher, tokenizer), transfer=data,
+                                    teacher_logits=logits)
+    assert info["init"] == "pretrained" and info["history"].steps == 2
+    pretrained = load_encoder("minilm-l6")[0]
+    assert student.encoder.config.hidden_size == pretrained.config.hidden_size  # not the tiny teacher's width
+    assert torch.equal(student.encoder.embeddings.word_embeddings.weight, pretrained.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "modernbert"])
+def test_students_of_every_encoder_family(family, tokenizer):
+    from test_finetune import tiny_family_encoder
+
+    teacher = SentenceClassifier(tiny_family_encoder(family, tokenizer.vocab_size, layers=3), 2).eval()
+    student = make_student(teacher, [0, 2], ffn=16, tokenizer=tokenizer, texts=["a good film", "a bad one"])
+    data = toy(32)
+    z = torch.tensor([[-2.0, 2.0] if y else [2.0, -2.0] for y in data.labels])
+    history = distill(student, tokenizer, data, z, T=2.0, alpha=0.5, batch_size=16, lr=1e-3)
+    assert history.steps == 2
+    out = compare_latency({"teacher": teacher, "student": student}, tokenizer, ["a good film"] * 4, batch_size=2,
+                          repeats=2, warmup=1, rounds=1)
+    assert set(out) == {"teacher", "student"}
+
+
+def test_distill_cli_flags(capsys):
+    from wmlib.cli import main
+
+    assert main(["distill-sst2", "--json", "x.json"]) == 2
+    assert "--json goes with --study" in capsys.readouterr().err
+    assert main(["distill-sst2", "--train-size", "70000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at most" in err[0]

@@ -14,8 +14,10 @@ The convention of this book::
   as the hard term's whatever the temperature, so α keeps its meaning when T changes.
 - α = 1 is plain supervised training; α = 0 is pure distillation (no labels needed).
 
-*Hard-target* distillation replaces the labels by the teacher's own predictions, argmax z_t
-(:func:`hard_target_loss`).
+Words: Hinton et al. (2015) call the true labels *hard targets* and the teacher's softened
+distribution *soft targets*. Training on the teacher's own predictions, argmax z_t, as if they were
+labels is something else (:func:`hard_target_loss`, a name kept for Chapter 4: the teacher's hard
+decisions, not the labels).
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ def _check_labels(labels, n: int, num_classes: int, what: str) -> Tensor:
 
 
 def hard_target_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-    """Cross-entropy of the student against the teacher's predicted classes, argmax z_t."""
+    """Cross-entropy of the student against the teacher's predicted classes, argmax z_t (the
+    teacher's hard decisions used as labels; not the true labels, which Hinton et al. call hard
+    targets)."""
     s, t = _check_logits(student_logits, teacher_logits)
     return F.cross_entropy(s, t.argmax(dim=-1))
 

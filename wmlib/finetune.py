@@ -33,10 +33,77 @@ from .data import LabelledTexts, cache_root
 from .utils import progress, synchronize
 
 __all__ = [
+    "ENCODER_FAMILIES", "UnsupportedEncoder", "encoder_layers", "feed_forward_width",
     "mean_pool", "SentenceClassifier", "keep_layers", "prune_feed_forward", "freeze_word_embeddings", "tokenize", "length_bucketed_batches", "linear_warmup_decay",
     "TrainHistory", "train_classifier", "predict_logits", "EvalResult", "evaluate", "latency_ms",
     "count_parameters", "save_classifier", "load_classifier", "SST2Recipe", "fine_tune_sst2",
+    "frozen_features", "linear_probe",
 ]
+
+
+# ------------------------------------------------------------------------------------ encoder families
+# Where each family keeps its stack of Transformer layers, and its feed-forward block inside a layer:
+# (layer stack, up projection, down projection, module whose output is the activated hidden units,
+# whether the up projection is a gated linear unit holding [input; gate])
+ENCODER_FAMILIES = {
+    "BERT-style (BERT, RoBERTa, MiniLM)": ("encoder.layer", "intermediate.dense", "output.dense", "intermediate", False),
+    "DistilBERT": ("transformer.layer", "ffn.lin1", "ffn.lin2", "ffn.activation", False),
+    "ModernBERT": ("layers", "mlp.Wi", "mlp.Wo", "mlp.drop", True),
+}
+
+
+class UnsupportedEncoder(TypeError):
+    """An encoder whose layers this module cannot find (not BERT-, DistilBERT- or ModernBERT-style)."""
+
+
+def _get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _family(encoder: nn.Module) -> tuple[str, tuple]:
+    for name, spec in ENCODER_FAMILIES.items():
+        stack = _get(encoder, spec[0])
+        if isinstance(stack, nn.ModuleList) and len(stack) and isinstance(_get(stack[0], spec[1]), nn.Linear):
+            return name, spec
+    families = "; ".join(f"{name} ({spec[0]})" for name, spec in ENCODER_FAMILIES.items())
+    raise UnsupportedEncoder(f"{type(encoder).__name__} is not a supported encoder: wmlib.finetune works with "
+                             f"BERT-style, DistilBERT and ModernBERT encoders, whose layers it finds at {families}. "
+                             "Pass one of those (a Hugging Face AutoModel), or the classifier that wraps it.")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.encoder if isinstance(model, SentenceClassifier) else model
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The Transformer layers of a BERT-style, DistilBERT or ModernBERT encoder (or of the
+    :class:`SentenceClassifier` around it), whatever the family calls them."""
+    encoder = _unwrap(model)
+    return _get(encoder, _family(encoder)[1][0])
+
+
+def _feed_forward(encoder: nn.Module, layer: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Module, bool]:
+    _, (_, up, down, act, gated) = _family(encoder)
+    return _get(layer, up), _get(layer, down), _get(layer, act), gated
+
+
+def feed_forward_width(model: nn.Module) -> int:
+    """Hidden units of the first layer's feed-forward block (``intermediate_size`` in BERT's config,
+    ``hidden_dim`` in DistilBERT's)."""
+    encoder = _unwrap(model)
+    return _feed_forward(encoder, encoder_layers(encoder)[0])[1].in_features
+
+
+def _set_layers(encoder: nn.Module, layers: list[nn.Module], kept: list[int]) -> None:
+    path = _family(encoder)[1][0]
+    parent, _, attr = path.rpartition(".")
+    setattr(_get(encoder, parent) if parent else encoder, attr, nn.ModuleList(layers))
+    cfg = encoder.config
+    if getattr(cfg, "layer_types", None):  # ModernBERT: each kept layer keeps its own attention type
+        cfg.layer_types = [cfg.layer_types[i] for i in kept]
+    cfg.num_hidden_layers = len(layers)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -79,8 +146,10 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class SentenceClassifier(nn.Module):
     """A pretrained encoder, a pooling step and a linear head: token ids (B, L) -> logits (B, C).
 
-    ``encoder`` is any module called as ``encoder(input_ids=..., attention_mask=...)`` that returns
-    an object with ``last_hidden_state`` (B, L, D) (a Hugging Face ``BertModel`` does).
+    ``encoder`` is a Hugging Face BERT-style, DistilBERT or ModernBERT model (:data:`ENCODER_FAMILIES`),
+    called as ``encoder(input_ids=..., attention_mask=...)``; only its ``last_hidden_state`` (B, L, D)
+    is used, never a family-specific ``pooler_output``. Other encoders are refused with
+    :class:`UnsupportedEncoder`.
     ``pooling``: ``"mean"`` (average of the real tokens, how all-MiniLM-L6-v2 was trained) or
     ``"cls"`` (the first token's state).
     """
@@ -94,6 +163,10 @@ class SentenceClassifier(nn.Module):
         hidden = getattr(getattr(encoder, "config", None), "hidden_size", None)
         if hidden is None:
             raise ValueError("the encoder has no config.hidden_size; pass a Hugging Face encoder such as BertModel")
+        if getattr(encoder.config, "is_decoder", False) or getattr(encoder.config, "is_encoder_decoder", False):
+            raise UnsupportedEncoder(f"{type(encoder).__name__} is configured as a decoder: a sentence classifier "
+                                     "needs a bidirectional encoder (BERT-style, DistilBERT or ModernBERT)")
+        _family(encoder)  # a clear error now rather than a deep one later
         self.encoder, self.pooling, self.num_labels = encoder, pooling, num_labels
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_labels)
@@ -110,18 +183,20 @@ class SentenceClassifier(nn.Module):
 def keep_layers(model: SentenceClassifier, layers: Sequence[int]) -> SentenceClassifier:
     """A copy of ``model`` whose encoder keeps only the Transformer layers ``layers`` (in that
     order), with the embeddings and the head unchanged: a shallower student initialised from its
-    teacher, as DistilBERT was (Chapter 11). ``model`` itself is not modified."""
+    teacher, as DistilBERT was (Chapter 11). ``model`` itself is not modified. Works for BERT-style,
+    DistilBERT and ModernBERT encoders (:data:`ENCODER_FAMILIES`)."""
     import copy
 
-    stack = getattr(getattr(getattr(model, "encoder", None), "encoder", None), "layer", None)
-    if not isinstance(stack, nn.ModuleList):
-        raise TypeError("keep_layers needs a SentenceClassifier around a BERT-style encoder (encoder.encoder.layer)")
+    if not isinstance(model, SentenceClassifier):
+        raise UnsupportedEncoder(f"keep_layers needs a SentenceClassifier around a BERT-style, DistilBERT or "
+                                 f"ModernBERT encoder, got {type(model).__name__}")
+    stack = encoder_layers(model)
     layers = list(layers)
-    if not layers or any(not isinstance(i, int) or not 0 <= i < len(stack) for i in layers):
+    if not layers or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(stack) for i in layers):
         raise ValueError(f"layers must be a non-empty list of indices in 0..{len(stack) - 1}, got {layers}")
     student = copy.deepcopy(model)
-    student.encoder.encoder.layer = nn.ModuleList([student.encoder.encoder.layer[i] for i in layers])
-    student.encoder.config.num_hidden_layers = len(layers)
+    kept = encoder_layers(student)
+    _set_layers(student.encoder, [kept[i] for i in layers], layers)
     return student
 
 
@@ -129,49 +204,58 @@ def keep_layers(model: SentenceClassifier, layers: Sequence[int]) -> SentenceCla
 def prune_feed_forward(model: SentenceClassifier, keep: int, tokenizer=None, texts: Sequence[str] | None = None,
                        max_len: int = 64) -> SentenceClassifier:
     """A copy of ``model`` in which every layer's feed-forward block keeps only its ``keep`` most
-    important hidden units (of ``intermediate_size``, 1536 in MiniLM); attention is untouched.
+    important hidden units (of :func:`feed_forward_width`); attention is untouched.
 
     A unit's importance is the size of what it writes back: ``mean |activation| × ||output
     weights||``, with the mean activation measured on ``texts`` (tokenized with ``tokenizer``)
-    when given, else the norm of its input weights as a data-free stand-in.
+    when given, else the norm of its input weights as a data-free stand-in. In a gated block
+    (ModernBERT's GLU) a unit is a pair of rows of the up projection, its input and its gate.
     """
     import copy
 
-    layers = getattr(getattr(getattr(model, "encoder", None), "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise TypeError("prune_feed_forward needs a SentenceClassifier around a BERT-style encoder")
-    width = layers[0].intermediate.dense.out_features
-    if not 0 < keep <= width:
-        raise ValueError(f"keep must be between 1 and the feed-forward width {width}, got {keep}")
+    if not isinstance(model, SentenceClassifier):
+        raise UnsupportedEncoder(f"prune_feed_forward needs a SentenceClassifier around a BERT-style, DistilBERT "
+                                 f"or ModernBERT encoder, got {type(model).__name__}")
+    width = feed_forward_width(model)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep <= width:
+        raise ValueError(f"keep must be an int between 1 and the feed-forward width {width}, got {keep!r}")
     if (texts is None) != (tokenizer is None):
         raise ValueError("pass both tokenizer and texts (activation-based importance) or neither (weight norms)")
     student = copy.deepcopy(model).eval()
-    stack = student.encoder.encoder.layer
+    stack = encoder_layers(student)
+    blocks = [_feed_forward(student.encoder, layer) for layer in stack]
     scores = [torch.zeros(width) for _ in stack]
     if texts is not None:
         hooks = []
-        for i, layer in enumerate(stack):
+        for i, (_, _, act, _) in enumerate(blocks):
             def record(module, inputs, output, i=i):
-                # output: (B, L, width) after the activation; padding positions are included, a
+                # output: (B, L, width), the activated units; padding positions are included, a
                 # small bias that is the same for every unit
                 scores[i] += output.abs().sum(dim=(0, 1)).cpu()
-            hooks.append(layer.intermediate.register_forward_hook(record))
+            hooks.append(act.register_forward_hook(record))
         predict_logits(student, tokenizer, list(texts), max_len=max_len)
         for h in hooks:
             h.remove()
-    for i, layer in enumerate(stack):
-        w_in, w_out = layer.intermediate.dense, layer.output.dense
-        usage = scores[i] if texts is not None else w_in.weight.norm(dim=1).cpu()
+    for i, (w_in, w_out, _, gated) in enumerate(blocks):
+        rows = w_in.weight.norm(dim=1).cpu()
+        usage = scores[i] if texts is not None else (rows[:width] * rows[width:] if gated else rows)
         importance = usage * w_out.weight.norm(dim=0).cpu()
         idx = importance.topk(keep).indices.sort().values.to(w_in.weight.device)
-        new_in = nn.Linear(w_in.in_features, keep).to(w_in.weight.device)
-        new_in.weight.copy_(w_in.weight[idx])
-        new_in.bias.copy_(w_in.bias[idx])
-        new_out = nn.Linear(keep, w_out.out_features).to(w_out.weight.device)
+        rows_in = torch.cat([idx, idx + width]) if gated else idx
+        new_in = nn.Linear(w_in.in_features, len(rows_in), bias=w_in.bias is not None).to(w_in.weight.device)
+        new_in.weight.copy_(w_in.weight[rows_in])
+        new_out = nn.Linear(keep, w_out.out_features, bias=w_out.bias is not None).to(w_out.weight.device)
         new_out.weight.copy_(w_out.weight[:, idx])
-        new_out.bias.copy_(w_out.bias)
-        layer.intermediate.dense, layer.output.dense = new_in, new_out
-    student.encoder.config.intermediate_size = keep
+        if w_in.bias is not None:
+            new_in.bias.copy_(w_in.bias[rows_in])
+        if w_out.bias is not None:
+            new_out.bias.copy_(w_out.bias)
+        _, (_, up, down, _, _) = _family(student.encoder)
+        for path, new in ((up, new_in), (down, new_out)):
+            parent, _, attr = path.rpartition(".")
+            setattr(_get(stack[i], parent), attr, new)
+    cfg = student.encoder.config
+    cfg.update({"hidden_dim" if getattr(cfg, "model_type", "") == "distilbert" else "intermediate_size": keep})
     return student
 
 
@@ -182,9 +266,11 @@ def freeze_word_embeddings(model: SentenceClassifier) -> SentenceClassifier:
     hundred of its rows. Training it anyway costs a dense gradient and an AdamW update of all 11.7 M
     entries at every step, which dominates the step time of a small model on a CPU.
     """
-    emb = getattr(getattr(getattr(model, "encoder", None), "embeddings", None), "word_embeddings", None)
+    get = getattr(getattr(model, "encoder", None), "get_input_embeddings", None)
+    emb = get() if callable(get) else None
     if not isinstance(emb, nn.Embedding):
-        raise TypeError("freeze_word_embeddings needs a SentenceClassifier around a BERT-style encoder")
+        raise UnsupportedEncoder("freeze_word_embeddings needs a SentenceClassifier around a BERT-style, "
+                                 "DistilBERT or ModernBERT encoder (a Hugging Face model with input embeddings)")
     emb.weight.requires_grad_(False)
     return model
 
@@ -515,3 +601,72 @@ def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, cache: str = "use", dev
         except OSError:
             pass  # a read-only cache only costs a retraining next time
     return model, tokenizer, {**meta, "history": history, "cached": False, "path": str(target)}
+
+
+# ------------------------------------------------------------------------------------ the linear probe
+def frozen_features(model_name: str, texts: Sequence[str], *, max_len: int = 64, cache: str = "use",
+                    device=None) -> torch.Tensor:
+    """Sentence vectors (N, D) of a *frozen* pretrained encoder: its last hidden states mean-pooled
+    over the real tokens and scaled to unit length (:class:`wmlib.sentence_embeddings.SentenceEncoder`,
+    the embedding all-MiniLM-L6-v2 was trained to produce).
+
+    Embedding all of SST-2 train takes minutes on a CPU, so the result is kept in the wmlib cache
+    (``<cache root>/features/``, as float16: about 50 MB for 67,349 sentences x 384), keyed by the
+    model, ``max_len`` and the texts themselves. ``cache`` as in :func:`fine_tune_sst2`.
+    """
+    from .models import load_encoder
+    from .sentence_embeddings import SentenceEncoder
+
+    if cache not in ("use", "refresh", "off"):
+        raise ValueError(f"cache must be 'use', 'refresh' or 'off', got {cache!r}")
+    if isinstance(texts, str) or len(texts) == 0:
+        raise ValueError("texts must be a non-empty list of strings")
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    slug = "".join(c if c.isalnum() or c in "-." else "_" for c in str(model_name))[-60:]
+    target = cache_root() / "features" / f"{slug}-len{max_len}-n{len(texts)}-{digest}.pt"
+    if cache == "use" and target.exists():
+        return torch.load(target).float()
+    encoder, tokenizer = load_encoder(model_name, device=device)
+    feats = SentenceEncoder(encoder, tokenizer, max_length=max_len).encode(list(texts), desc="frozen features")
+    if cache != "off":
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+            torch.save(feats.half(), tmp)
+            tmp.rename(target)
+        except OSError:
+            pass  # a read-only cache only costs recomputing next time
+        feats = feats.half().float()  # the same numbers as a later load from the cache
+    return feats
+
+
+def linear_probe(features, labels: Sequence[int], *, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0), holdout: float = 0.1,
+                 seed: int = 0, max_iter: int = 1000):
+    """A logistic regression on frozen ``features`` (N, D): ``(classifier, info)``.
+
+    Its inverse regularisation strength ``C`` is chosen among ``Cs`` on a random ``holdout``
+    fraction of the *training* examples (never on the data it will be evaluated on); the chosen
+    model is then refit on all of them. ``info`` holds the chosen ``C`` and each candidate's
+    held-out accuracy.
+    """
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x = features.numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    y = np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be (N, D) with one label per row; got {x.shape} and {len(y)} labels")
+    if not 0 < holdout < 1 or not Cs:
+        raise ValueError(f"holdout must lie strictly between 0 and 1 and Cs must be non-empty; got {holdout}, {Cs}")
+    perm = np.random.default_rng(seed).permutation(len(y))
+    n_val = max(1, int(holdout * len(y)))
+    val, fit = perm[:n_val], perm[n_val:]
+    if len(np.unique(y[fit])) < 2:
+        raise ValueError("the training part of the probe holds a single class: give it more examples")
+    scores = {}
+    for C in Cs:
+        clf = LogisticRegression(C=C, max_iter=max_iter).fit(x[fit], y[fit])
+        scores[float(C)] = float(clf.score(x[val], y[val]))
+    best = max(scores, key=lambda c: (scores[c], -c))  # ties: the stronger regularisation
+    clf = LogisticRegression(C=best, max_iter=max_iter).fit(x, y)
+    return clf, {"C": best, "holdout_accuracy": scores, "holdout_n": int(n_val)}
