@@ -98,6 +98,16 @@ def test_summary_folds_finished_sessions():
         bad.extend(TURNS[:3])
 
 
+def test_token_counter_counts_as_the_tokenizer_does():
+    from wmlib.models import load_causal_lm
+
+    tok = load_causal_lm("smollm2-135m")[1]
+    counter = TokenCounter(tok)
+    texts = [render_turns(d.turns) for d in customer_service_dialogues(3)] + ["", "a", " x\n\ny ", "KX-48213."]
+    for t in texts:
+        assert counter.ids(t) == tok(t, add_special_tokens=False)["input_ids"]
+
+
 def test_summary_cut_to_budget_with_a_tokenizer():
     from wmlib.models import load_causal_lm
 
@@ -272,6 +282,8 @@ def test_sentence_encoder_is_padding_independent():
 
     enc = SentenceEncoder.load("minilm-l6")
     alone = enc.encode(["my new address is 5 Mill Road"])
+    assert torch.equal(enc.encode(["my new address is 5 Mill Road"]), alone)  # remembered
+    enc._cache.clear()  # embed the batch afresh: padding must not change the vector
     batch = enc.encode(["hi", "my new address is 5 Mill Road", "a much longer sentence " * 10])
     assert batch.shape == (3, 384) and torch.allclose(batch.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(alone[0], batch[1], atol=1e-5)

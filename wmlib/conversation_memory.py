@@ -45,8 +45,14 @@ class TokenCounter:
         if not callable(tokenizer) or not hasattr(tokenizer, "decode"):
             raise TypeError(f"TokenCounter needs a Hugging Face tokenizer, got {type(tokenizer).__name__}")
         self.tokenizer = tokenizer
+        # a fast tokenizer's Rust backend gives the same ids without the Python wrapper's overhead
+        # (memories count thousands of candidate contexts)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._backend = backend if backend is not None and hasattr(backend, "encode") else None
 
     def ids(self, text: str) -> list[int]:
+        if self._backend is not None:
+            return self._backend.encode(text, add_special_tokens=False).ids
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def __call__(self, text: str) -> int:
@@ -331,6 +337,7 @@ class RetrievalMemory(ConversationMemory):
 
     def _on_clear(self):
         self.index.reset()
+        self.__dict__.pop("_lengths", None)
 
     def extend(self, turns: Sequence[Turn]) -> None:
         """Add many turns, embedding them in one batch."""
@@ -365,14 +372,29 @@ class RetrievalMemory(ConversationMemory):
         next one tried; at most ``max_turns`` (default: the memory's own), none from ``exclude``."""
         chosen: list[int] = []
         limit = max_turns or self.max_turns or len(self.turns)
+        used = 0  # tokens of the chosen turns, each counted alone
         for i, _ in self.search(query, len(self.turns)):
             if len(chosen) == limit:
                 break
             if i in exclude:
                 continue
-            if budget is None or self.count(render_turns([self.turns[j] for j in sorted(chosen + [i])])) <= budget:
-                chosen.append(i)
+            if budget is not None:
+                alone = self._turn_tokens(i)
+                # a quick lower bound first (turns counted alone, one token of slack per line for
+                # merges at the joins); the exact count of the rendered text decides
+                if used + alone - len(chosen) - 1 > budget:
+                    continue
+                if self.count(render_turns([self.turns[j] for j in sorted(chosen + [i])])) > budget:
+                    continue
+                used += alone
+            chosen.append(i)
         return sorted(chosen)
+
+    def _turn_tokens(self, i: int) -> int:
+        cache = self.__dict__.setdefault("_lengths", {})
+        if i not in cache:
+            cache[i] = self.count(self.turns[i].render())
+        return cache[i]
 
     def _context(self, query, budget):
         return render_turns([self.turns[j] for j in self.pack(query, budget)])
