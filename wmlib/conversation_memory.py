@@ -249,8 +249,8 @@ class LMSummariser:
         self.chat_template = chat_template
 
     def request(self, summary: str, turns: Sequence[Turn]) -> str:
-        return ("Update the notes about this customer with the new conversation. Keep every fact: "
-                "order numbers, products, addresses, problems, contact and delivery preferences.\n\n"
+        return ("Update the notes about this customer with the new conversation. Keep every fact the customer "
+                "or the assistant stated that we may need in later conversations.\n\n"
                 f"Notes so far:\n{summary or '(none)'}\n\nNew conversation:\n{render_turns(turns)}\n\n"
                 "Updated notes:")
 
