@@ -212,10 +212,11 @@ def test_multi_token_label_words_are_scored_as_continuations(tiny_llama, tokeniz
 # ------------------------------------------------------------------------------- the study
 def test_study_conditions_and_demonstrations():
     cfg = icl.ICLStudyConfig(n_eval=8, ks=(0, 2, 4), draws=2, k_random=4, k_order=2, orders=2, k_words=2,
-                             word_draws=1, template_draws=1)
+                             word_draws=1, k_template=4, template_draws=1)
     conds = icl.study_conditions(cfg, has_template=True)
     names = [c["name"] for c in conds]
     assert len(names) == len(set(names)) and "k0" in names and "other-template/k4/d0" in names
+    assert not any(n.startswith("other-template/k2") for n in names)  # the template is compared at k_template
     assert not any(n.startswith("other-template") for n in (c["name"] for c in icl.study_conditions(cfg, False)))
     texts, labels = [f"text {i}" for i in range(40)], [i % 2 for i in range(40)]
     by = {c["name"]: c for c in conds}
@@ -225,25 +226,34 @@ def test_study_conditions_and_demonstrations():
     assert [t for t, _ in rand] == [t for t, _ in k4]  # same inputs, labels redrawn
     order = next(c for c in conds if c["order"] is not None)
     assert sorted(icl.study_demonstrations(cfg, order, texts, labels)) == sorted(k2)
-    for bad in [dict(ks=(1, 4)), dict(k_random=3), dict(orders=7, k_order=2), dict(word_draws=9),
+    for bad in [dict(ks=(1, 4)), dict(k_random=3), dict(k_template=8), dict(orders=7, k_order=2), dict(word_draws=9),
                 dict(chat_template="maybe"), dict(n_eval=0)]:
         with pytest.raises(ValueError):
             icl.ICLStudyConfig(**bad)
 
 
+def test_study_correct_reads_predictions():
+    results = {"labels": "0110", "conditions": {"a": {"pred": "0100", "pred_calibrated": "0110"}}}
+    assert icl.study_correct(results, "a").tolist() == [True, True, False, True]
+    assert icl.study_correct(results, "a", calibrated=True).all()
+    with pytest.raises(KeyError, match="no condition 'b'"):
+        icl.study_correct(results, "b")
+
+
 def test_recorded_study_matches_the_code():
-    """book/results/icl_sst2.json is the run `wmlib icl --json book/results/icl_sst2.json` writes
+    """wmlib/results/icl_sst2.json is the run `wmlib icl --json wmlib/results/icl_sst2.json` writes
     with today's defaults: the chapter may load it instead of rerunning the study."""
     import json
     from dataclasses import asdict
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "book" / "results" / "icl_sst2.json"
+    path = Path(__file__).resolve().parents[1] / "wmlib" / "results" / "icl_sst2.json"
     if not path.exists():
         pytest.skip("no recorded ICL study yet")
     rec = json.loads(path.read_text())
     cfg = icl.ICLStudyConfig()
-    assert rec["config"] == asdict(cfg) | {"ks": list(cfg.ks)}
+    assert rec["complete"] and rec["config"] == asdict(cfg) | {"ks": list(cfg.ks)}
+    assert rec["command"].split(" --json")[0] in ("wmlib icl", "wmlib icl --threads 1")  # the defaults
     assert rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"
     want = icl.study_conditions(cfg, has_template=True)
     assert [c["name"] for c in want] == list(rec["conditions"])

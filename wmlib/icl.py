@@ -41,7 +41,7 @@ __all__ = [
     "single_token_labels", "prompt_ids", "label_logprobs",
     "content_free_logprobs", "calibrate", "sample_demonstrations", "ICLRun", "evaluate_icl",
     "CONTENT_FREE_INPUTS", "ICLStudyConfig", "WORDS", "WORD_SETS", "study_data", "study_conditions",
-    "study_demonstrations", "run_icl_study",
+    "study_demonstrations", "run_icl_study", "study_correct",
 ]
 
 # The content-free inputs of Zhao et al. (2021): strings that carry no sentiment at all.
@@ -321,12 +321,16 @@ class ICLStudyConfig:
     - the number of demonstrations: ``ks`` with ``draws`` nested random draws (draw ``d``'s ``k``
       demonstrations are the first ``k`` of one random order of the pool);
     - the chat template: the same prompts under the other policy (template on if the main policy
-      writes plain text, and vice versa), for the first ``template_draws`` draws;
+      writes plain text, and vice versa), at ``k = 0`` and for the first ``template_draws`` draws
+      of ``k_template``;
     - random labels (Min et al. 2022): the demonstrations of ``k_random``, each label replaced by one
       drawn uniformly at random;
     - order (Lu et al. 2022): ``orders`` permutations of draw 0's ``k_order`` demonstrations;
     - label words: ``terrible``/``great``, ``foo``/``bar`` and flipped words at ``k_words`` (and
       ``k = 0``) for the first ``word_draws`` draws.
+
+    The defaults are the book's recorded run (``wmlib icl``): every sentence of the dev set, and
+    33 conditions, about an hour of CPU time for SmolLM2-135M.
 
     ``chat_template`` is the main policy (:func:`wmlib.lm.uses_chat_template`).
     """
@@ -338,13 +342,15 @@ class ICLStudyConfig:
     k_order: int = 4
     orders: int = 6
     k_words: int = 16
-    word_draws: int = 3
+    word_draws: int = 2
+    k_template: int = 16
     template_draws: int = 3
     chat_template: str = "auto"
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("n_eval", "draws", "orders", "word_draws", "template_draws", "k_random", "k_order", "k_words"):
+        for name in ("n_eval", "draws", "orders", "word_draws", "template_draws", "k_random", "k_order", "k_words",
+                     "k_template"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name.startswith("k_") else 1):
                 raise ValueError(f"ICLStudyConfig.{name} must be a positive int, got {v!r}")
@@ -352,11 +358,9 @@ class ICLStudyConfig:
         if not ks or ks[0] != 0 or any(not isinstance(k, int) or k < 1 for k in ks[1:]) or list(ks) != sorted(set(ks)):
             raise ValueError(f"ks must start with 0 and increase (e.g. (0, 4, 16)), got {self.ks!r}")
         object.__setattr__(self, "ks", ks)
-        for name in ("k_random", "k_words"):
+        for name in ("k_random", "k_words", "k_order", "k_template"):
             if getattr(self, name) not in ks[1:]:
                 raise ValueError(f"{name}={getattr(self, name)} must be one of the ks with demonstrations {ks[1:]}")
-        if self.k_order not in ks[1:]:
-            raise ValueError(f"k_order={self.k_order} must be one of the ks with demonstrations {ks[1:]}")
         if self.word_draws > self.draws or self.template_draws > self.draws:
             raise ValueError("word_draws and template_draws cannot exceed draws")
         import math
@@ -401,9 +405,8 @@ def study_conditions(config: ICLStudyConfig, has_template: bool) -> list[dict]:
             add(f"k{k}/d{d}", k, d)
     if has_template:
         add("other-template/k0", 0, template="other")
-        for k in c.ks[1:]:
-            for d in range(c.template_draws):
-                add(f"other-template/k{k}/d{d}", k, d, template="other")
+        for d in range(c.template_draws):
+            add(f"other-template/k{c.k_template}/d{d}", c.k_template, d, template="other")
     for d in range(c.draws):
         add(f"random/k{c.k_random}/d{d}", c.k_random, d, labels="random")
     import itertools
@@ -436,12 +439,18 @@ def study_demonstrations(config: ICLStudyConfig, condition: dict, pool_texts, po
 
 
 def run_icl_study(model, tokenizer, config: ICLStudyConfig = ICLStudyConfig(), data=None, batch_size: int = 16,
-                  names: Sequence[str] | None = None, log=None) -> dict:
+                  names: Sequence[str] | None = None, log=None, previous: dict | None = None,
+                  on_condition=None) -> dict:
     """Run the conditions of :func:`study_conditions` (or only those in ``names``) on
     :func:`study_data` (or ``data``) and return JSON-ready results: per condition the predicted label
     index of every query, raw and calibrated (strings of digits), the content-free probabilities,
-    the labels written in the demonstrations, and prompt lengths; ``labels`` holds the true labels."""
+    the labels written in the demonstrations, and prompt lengths; ``labels`` holds the true labels.
+
+    ``previous`` (the results of an interrupted run of the same configuration) resumes it: its
+    conditions are kept, not rerun. ``on_condition(results)`` is called after each condition with
+    the results so far (``"complete": False``), for instance to save them."""
     import time
+    from dataclasses import asdict
 
     from . import lm
     from .utils import progress
@@ -455,14 +464,24 @@ def run_icl_study(model, tokenizer, config: ICLStudyConfig = ICLStudyConfig(), d
         if unknown:
             raise ValueError(f"unknown conditions {sorted(unknown)}; the study has {[c['name'] for c in conditions]}")
         conditions = [c for c in conditions if c["name"] in set(names)]
-    start, cpu = time.perf_counter(), time.process_time()
-    out = {}
-    for cond in progress(conditions, desc="ICL conditions"):
+    labels = "".join(str(int(y)) for y in eval_set.labels)
+    results = {"config": asdict(config) | {"ks": list(config.ks)}, "chat_template_main": main, "labels": labels,
+               "conditions": {}, "wall_seconds": 0.0, "cpu_seconds": 0.0, "complete": False}
+    if previous is not None:
+        for key in ("config", "chat_template_main", "labels"):
+            if previous.get(key) != results[key]:
+                raise ValueError(f"cannot resume: the previous run's {key!r} differs from this run's")
+        results["conditions"] = {k: v for k, v in previous["conditions"].items()
+                                 if k in {c["name"] for c in conditions}}
+        results["wall_seconds"], results["cpu_seconds"] = previous["wall_seconds"], previous["cpu_seconds"]
+    todo = [c for c in conditions if c["name"] not in results["conditions"]]
+    for cond in progress(todo, desc="ICL conditions"):
+        start, cpu = time.perf_counter(), time.process_time()
         demos = study_demonstrations(config, cond, pool_texts, pool_labels)
         use_template = main if cond["template"] == "main" else not main
         run = evaluate_icl(model, tokenizer, demos, eval_set.texts, eval_set.labels, cond["words"],
                            batch_size=batch_size, chat_template="on" if use_template else "off")
-        out[cond["name"]] = {
+        results["conditions"][cond["name"]] = {
             **{key: cond[key] for key in ("k", "draw", "words", "labels", "order", "template")},
             "chat_template": use_template,
             "demo_labels": "".join(str(y) for _, y in demos),
@@ -471,10 +490,24 @@ def run_icl_study(model, tokenizer, config: ICLStudyConfig = ICLStudyConfig(), d
             "content_free": [round(float(p), 6) for p in run.content_free.exp()],
             "prompt_tokens": round(run.prompt_tokens, 2), "prefix_tokens": run.prefix_tokens,
         }
+        results["wall_seconds"] = round(results["wall_seconds"] + time.perf_counter() - start, 1)
+        results["cpu_seconds"] = round(results["cpu_seconds"] + time.process_time() - cpu, 1)
         if log:
             log(f"  {cond['name']:>28}: accuracy {run.accuracy:.3f}, calibrated {run.calibrated_accuracy:.3f}")
-    from dataclasses import asdict
+        if on_condition:
+            on_condition(results)
+    # in the study's order, whatever order they were run in
+    results["conditions"] = {c["name"]: results["conditions"][c["name"]] for c in conditions}
+    results["complete"] = True
+    return results
 
-    return {"config": asdict(config) | {"ks": list(config.ks)}, "chat_template_main": main,
-            "labels": "".join(str(int(y)) for y in eval_set.labels), "conditions": out,
-            "wall_seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}
+
+def study_correct(results: dict, name: str, calibrated: bool = False):
+    """Whether each query of condition ``name`` in :func:`run_icl_study`'s ``results`` was classified
+    correctly (with respect to the labels the condition's words teach): a bool numpy array."""
+    import numpy as np
+
+    if name not in results.get("conditions", {}):
+        raise KeyError(f"no condition {name!r} in these results; they hold {list(results.get('conditions', {}))}")
+    pred = results["conditions"][name]["pred_calibrated" if calibrated else "pred"]
+    return np.frombuffer(pred.encode(), dtype=np.uint8) == np.frombuffer(results["labels"].encode(), dtype=np.uint8)
