@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from wmlib.conversation_memory import (
-    BufferMemory, ExtractiveSummariser, RetrievalMemory, SummaryMemory, TokenCounter, Turn, WindowMemory,
+    BufferMemory, ExtractiveSummariser, HybridMemory, RetrievalMemory, SummaryMemory, TokenCounter, Turn, WindowMemory,
     answer_prompt, contains_fact, normalise, render_turns,
 )
-from wmlib.customer_dialogues import SMALL_TALK, customer_service_dialogues
+from wmlib.customer_dialogues import (
+    DEVELOPMENT_KINDS, FACT_KINDS, HELD_OUT_KINDS, SMALL_TALK, customer_service_dialogues, max_dialogues,
+)
 
 
 def words(text: str) -> int:
@@ -43,9 +45,13 @@ TURNS = [
 ]
 
 
+def join_all(summary, turns):
+    return (summary + " " + " ".join(t.text for t in turns)).strip()
+
+
 def memories():
-    return [BufferMemory(words), WindowMemory(words, k=2), SummaryMemory(words, lambda s, turns: (s + " " + " ".join(
-        t.text for t in turns)).strip()), RetrievalMemory(words, BagOfWords())]
+    return [BufferMemory(words), WindowMemory(words, k=2), SummaryMemory(words, join_all),
+            RetrievalMemory(words, BagOfWords()), HybridMemory(words, join_all, BagOfWords(), window=1, retrieve=2)]
 
 
 @pytest.mark.parametrize("budget", [1, 3, 5, 8, 12, 20, 40, 1000])
@@ -90,6 +96,16 @@ def test_summary_folds_finished_sessions():
     with pytest.raises(TypeError, match="summariser returned"):
         bad = SummaryMemory(words, lambda s, t: None)
         bad.extend(TURNS[:3])
+
+
+def test_token_counter_counts_as_the_tokenizer_does():
+    from wmlib.models import load_causal_lm
+
+    tok = load_causal_lm("smollm2-135m")[1]
+    counter = TokenCounter(tok)
+    texts = [render_turns(d.turns) for d in customer_service_dialogues(3)] + ["", "a", " x\n\ny ", "KX-48213."]
+    for t in texts:
+        assert counter.ids(t) == tok(t, add_special_tokens=False)["input_ids"]
 
 
 def test_summary_cut_to_budget_with_a_tokenizer():
@@ -167,6 +183,53 @@ def test_clear_forgets():
         assert m.turns == [] and m.tokens_used == 0 and m.context("order number", 50) == ""
 
 
+def test_default_focus_names_no_question_kind():
+    """The summariser's default focus must not list what the test questions ask (that would leak
+    the test into the method)."""
+    focus = ExtractiveSummariser.DEFAULT_FOCUS.lower()
+    for word in ["order", "product", "address", "problem", "contact", "deliver", "phone", "card", "ticket",
+                 "neighbour", "parcel", "present", "gift"]:
+        assert word not in focus, word
+
+
+def test_hybrid_memory_combines_notes_retrieval_and_recent_turns():
+    m = HybridMemory(words, join_all, BagOfWords(), window=2, retrieve=1)
+    m.extend(TURNS)
+    text = m.context("what is my order number", None)
+    notes, related, recent = text.split("\n\n")
+    assert notes.startswith(HybridMemory.NOTES) and "AB-12345" in notes  # sessions 1-2 folded into notes
+    assert related.startswith(HybridMemory.RELATED) and related.count("Customer:") + related.count("Agent:") == 1
+    assert "AB-12345" in related  # the most similar turn, not one of the recent ones
+    assert recent.startswith(HybridMemory.RECENT) and recent.endswith("Agent: noted") and "5 Mill Road" in recent
+    for budget in [3, 8, 15, 25, 60]:
+        assert words(m.context("what is my order number", budget)) <= budget
+    with pytest.raises(ValueError, match="window"):
+        HybridMemory(words, join_all, BagOfWords(), window=0)
+    with pytest.raises(ValueError, match="room for retrieval"):
+        HybridMemory(words, join_all, BagOfWords(), notes_share=0.8, window_share=0.5)
+
+
+def test_ask_many_equals_ask_one_at_a_time():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from wmlib.conversation_memory import ask, ask_many
+    from wmlib.models import load_causal_lm
+
+    tok = load_causal_lm("smollm2-135m")[1]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).eval()
+    items = [("", "What is my order number?"), (render_turns(TURNS), "Where do I live?"),
+             (render_turns(TURNS[:2]), "What did I order?")]
+    for policy in ["off", "on"]:
+        many = ask_many(model, tok, items, max_new_tokens=6, chat_template=policy, max_batch=2)
+        assert many == [ask(model, tok, c, q, max_new_tokens=6, chat_template=policy) for c, q in items]
+        assert all("\n" not in a for a in many)
+    assert ask_many(model, tok, []) == []
+    with pytest.raises(TypeError, match="pair of strings"):
+        ask_many(model, tok, ["just a question"])
+
+
 def test_extractive_summariser_keeps_the_focus():
     s = ExtractiveSummariser(BagOfWords(), words, max_tokens=6, focus="order number")
     out = s("", TURNS)
@@ -187,20 +250,28 @@ def test_fact_matching():
 
 # -------------------------------------------------------------------------------- dialogues
 def test_dialogues_are_seeded_and_hold_their_facts():
-    a, b = customer_service_dialogues(5, seed=3), customer_service_dialogues(5, seed=3)
+    a, b = customer_service_dialogues(30, seed=3), customer_service_dialogues(30, seed=3)
     assert [d.turns for d in a] == [d.turns for d in b]
-    assert [d.turns for d in a] != [d.turns for d in customer_service_dialogues(5, seed=4)]
+    assert [d.turns for d in a] != [d.turns for d in customer_service_dialogues(30, seed=4)]
+    assert [d.turns for d in customer_service_dialogues(7, seed=3)] == [d.turns for d in a[:7]]  # a prefix
+    assert len({d.customer for d in a}) == 30
+    assert set(DEVELOPMENT_KINDS) | set(HELD_OUT_KINDS) == set(FACT_KINDS) and not set(DEVELOPMENT_KINDS) & set(HELD_OUT_KINDS)
     for d in a:
-        text = render_turns(d.turns)
-        assert d.sessions == 4 and len(d.questions) == 6
+        assert d.sessions == 4 and sorted(q.kind for q in d.questions) == sorted(FACT_KINDS)
         for q in d.questions:
-            assert contains_fact(text, q.answer), (d.customer, q)
+            # each answer sits in exactly one turn, so "the fact is in the context" is a substring test
+            holders = [t for t in d.turns if contains_fact(t.text, q.answer)]
+            assert len(holders) == 1, (d.customer, q, holders)
+            assert holders[0].speaker == ("Agent" if q.kind == "ticket" else "Customer")
             if q.distractor:
-                assert contains_fact(text, q.distractor) and normalise(q.distractor) != normalise(q.answer)
+                assert sum(contains_fact(t.text, q.distractor) for t in d.turns) == 1
+                assert normalise(q.distractor) != normalise(q.answer)
         small = [t.text for t in d.turns if any(t.text == c for c, _ in SMALL_TALK)]
         assert len(small) == len(set(small)) >= 8  # small talk never repeats within a conversation
     with pytest.raises(ValueError, match="between 1 and"):
         customer_service_dialogues(0)
+    with pytest.raises(ValueError, match="between 1 and"):
+        customer_service_dialogues(max_dialogues() + 1)
     with pytest.raises(ValueError, match="small_talk"):
         customer_service_dialogues(2, small_talk=(2, 9))
 
@@ -211,6 +282,8 @@ def test_sentence_encoder_is_padding_independent():
 
     enc = SentenceEncoder.load("minilm-l6")
     alone = enc.encode(["my new address is 5 Mill Road"])
+    assert torch.equal(enc.encode(["my new address is 5 Mill Road"]), alone)  # remembered
+    enc._cache.clear()  # embed the batch afresh: padding must not change the vector
     batch = enc.encode(["hi", "my new address is 5 Mill Road", "a much longer sentence " * 10])
     assert batch.shape == (3, 384) and torch.allclose(batch.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(alone[0], batch[1], atol=1e-5)

@@ -142,7 +142,8 @@ def test_content_free_and_evaluate(tiny_llama, tokenizer):
     assert isinstance(run, ICLRun) and run.k == 2
     assert run.accuracy == (run.predictions == torch.tensor(labels)).float().mean().item()
     assert 0 <= run.predicted_share(1) <= 1 and 0 <= run.calibrated_accuracy <= 1
-    assert run.prefix_tokens == len(tokenizer(prefix)["input_ids"])
+    shared, _ = icl._split_tokens(tokenizer, [build_prompt(demos, t, WORDS) for t in texts])
+    assert run.prefix_tokens == len(shared) > 0  # the demonstrations and the "Review:" every query starts with
     assert run.prompt_tokens == sum(len(tokenizer(build_prompt(demos, t, WORDS))["input_ids"]) for t in texts) / 4
     no_cf = evaluate_icl(tiny_llama, tokenizer, demos, texts, labels, WORDS, calibrate=False)
     with pytest.raises(ValueError, match="content-free"):
@@ -160,3 +161,103 @@ def test_sample_demonstrations_is_seeded():
     assert sample_demonstrations(texts, labels, 0, torch.Generator()) == []
     with pytest.raises(ValueError, match="between 0 and 50"):
         sample_demonstrations(texts, labels, 51, torch.Generator())
+
+
+# ------------------------------------------------------------------- chat template, multi-token words
+def test_chat_template_prompts_put_the_output_prefix_in_the_reply(tokenizer):
+    demos = [("a fine film", 1)]
+    prefix = demonstration_prefix(demos, WORDS)
+    plain = icl.prompt_ids(tokenizer, prefix, ["dull"], chat_template="off")[0]
+    assert tokenizer.decode(plain) == build_prompt(demos, "dull", WORDS)
+    chat = tokenizer.decode(icl.prompt_ids(tokenizer, prefix, ["dull"], chat_template="on")[0])
+    assert chat.startswith("<|im_start|>") and chat.endswith("<|im_start|>assistant\nSentiment:")
+    assert "Review: a fine film\nSentiment: positive\n\nReview: dull<|im_end|>" in chat
+    with pytest.raises(TypeError, match="not one string"):
+        icl.prompt_ids(tokenizer, prefix, "dull")
+    with pytest.raises(ValueError, match="chat_template must be"):
+        icl.prompt_ids(tokenizer, prefix, ["dull"], chat_template="sometimes")
+
+
+def test_chat_template_scores_equal_one_forward_pass(tiny_llama, tokenizer):
+    demos = [("a delight from start to finish", 1), ("tedious", 0)]
+    queries = ["good", "one of the worst films of the year", "meh ."]
+    prefix = demonstration_prefix(demos, WORDS)
+    got = label_logprobs(tiny_llama, tokenizer, prefix, queries, WORDS, batch_size=2, chat_template="on")
+    ids = icl.prompt_ids(tokenizer, prefix, queries, chat_template="on")
+    with torch.no_grad():
+        want = torch.stack([torch.log_softmax(tiny_llama(torch.tensor([p])).logits[0, -1].float(), -1)[
+            label_token_ids(tokenizer, WORDS)] for p in ids])
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_multi_token_label_words_are_scored_as_continuations(tiny_llama, tokenizer):
+    words = ["dreadful", "supercalifragilistic"]
+    conts = icl.label_continuations(tokenizer, words)
+    assert len(conts[1]) > 1 and not icl.single_token_labels(tokenizer, words)
+    assert icl.single_token_labels(tokenizer, WORDS)
+    demos = [("fine", 1)]
+    queries = ["good", "a long and dull film"]
+    got = label_logprobs(tiny_llama, tokenizer, demonstration_prefix(demos, words), queries, words)
+    for i, q in enumerate(queries):
+        prompt = tokenizer(build_prompt(demos, q, words))["input_ids"]
+        for j, c in enumerate(conts):
+            with torch.no_grad():
+                logp = torch.log_softmax(tiny_llama(torch.tensor([prompt + c])).logits[0].float(), -1)
+            want = sum(logp[len(prompt) - 1 + t, c[t]] for t in range(len(c)))
+            assert torch.isclose(got[i, j], want, atol=1e-4), (i, j, got[i, j], want)
+    with pytest.raises(ValueError, match="tokenize to the same"):
+        icl.label_continuations(tokenizer, ["good", "good"])
+
+
+# ------------------------------------------------------------------------------- the study
+def test_study_conditions_and_demonstrations():
+    cfg = icl.ICLStudyConfig(n_eval=8, ks=(0, 2, 4), draws=2, k_random=4, k_order=2, orders=2, k_words=2,
+                             word_draws=1, k_template=4, template_draws=1)
+    conds = icl.study_conditions(cfg, has_template=True)
+    names = [c["name"] for c in conds]
+    assert len(names) == len(set(names)) and "k0" in names and "other-template/k4/d0" in names
+    assert not any(n.startswith("other-template/k2") for n in names)  # the template is compared at k_template
+    assert not any(n.startswith("other-template") for n in (c["name"] for c in icl.study_conditions(cfg, False)))
+    texts, labels = [f"text {i}" for i in range(40)], [i % 2 for i in range(40)]
+    by = {c["name"]: c for c in conds}
+    k2, k4 = (icl.study_demonstrations(cfg, by[n], texts, labels) for n in ("k2/d0", "k4/d0"))
+    assert k4[:2] == k2  # draws are nested in k
+    rand = icl.study_demonstrations(cfg, by["random/k4/d0"], texts, labels)
+    assert [t for t, _ in rand] == [t for t, _ in k4]  # same inputs, labels redrawn
+    order = next(c for c in conds if c["order"] is not None)
+    assert sorted(icl.study_demonstrations(cfg, order, texts, labels)) == sorted(k2)
+    for bad in [dict(ks=(1, 4)), dict(k_random=3), dict(k_template=8), dict(orders=7, k_order=2), dict(word_draws=9),
+                dict(chat_template="maybe"), dict(n_eval=0)]:
+        with pytest.raises(ValueError):
+            icl.ICLStudyConfig(**bad)
+
+
+def test_study_correct_reads_predictions():
+    results = {"labels": "0110", "conditions": {"a": {"pred": "0100", "pred_calibrated": "0110"}}}
+    assert icl.study_correct(results, "a").tolist() == [True, True, False, True]
+    assert icl.study_correct(results, "a", calibrated=True).all()
+    with pytest.raises(KeyError, match="no condition 'b'"):
+        icl.study_correct(results, "b")
+
+
+def test_recorded_study_matches_the_code():
+    """wmlib/results/icl_sst2.json is the run `wmlib icl --json wmlib/results/icl_sst2.json` writes
+    with today's defaults: the chapter may load it instead of rerunning the study."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "wmlib" / "results" / "icl_sst2.json"
+    if not path.exists():
+        pytest.skip("no recorded ICL study yet")
+    rec = json.loads(path.read_text())
+    cfg = icl.ICLStudyConfig()
+    assert rec["complete"] and rec["config"] == asdict(cfg) | {"ks": list(cfg.ks)}
+    assert rec["command"].split(" --json")[0] in ("wmlib icl", "wmlib icl --threads 1")  # the defaults
+    assert rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"
+    want = icl.study_conditions(cfg, has_template=True)
+    assert [c["name"] for c in want] == list(rec["conditions"])
+    for c in want:
+        got = rec["conditions"][c["name"]]
+        assert {k: got[k] for k in c if k != "name"} == {k: v for k, v in c.items() if k != "name"}
+        assert len(got["pred"]) == len(got["pred_calibrated"]) == len(rec["labels"]) == cfg.n_eval

@@ -33,7 +33,7 @@ from .customer_dialogues import Turn
 __all__ = [
     "Turn", "TokenCounter", "render_turns", "ConversationMemory", "BufferMemory", "WindowMemory",
     "SummaryMemory", "ExtractiveSummariser", "LMSummariser", "RetrievalMemory",
-    "normalise", "contains_fact", "answer_prompt", "ask",
+    "HybridMemory", "normalise", "contains_fact", "answer_prompt", "ask", "ask_many",
 ]
 
 
@@ -45,8 +45,14 @@ class TokenCounter:
         if not callable(tokenizer) or not hasattr(tokenizer, "decode"):
             raise TypeError(f"TokenCounter needs a Hugging Face tokenizer, got {type(tokenizer).__name__}")
         self.tokenizer = tokenizer
+        # a fast tokenizer's Rust backend gives the same ids without the Python wrapper's overhead
+        # (memories count thousands of candidate contexts)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._backend = backend if backend is not None and hasattr(backend, "encode") else None
 
     def ids(self, text: str) -> list[int]:
+        if self._backend is not None:
+            return self._backend.encode(text, add_special_tokens=False).ids
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def __call__(self, text: str) -> int:
@@ -198,10 +204,15 @@ class ExtractiveSummariser:
     """Keep, from the previous summary and the new turns, the customer sentences closest in
     meaning to ``focus`` (a description of what the notes must hold), up to ``max_tokens``, in
     the order they were said. Nothing is rewritten, so nothing is invented; what is not kept is lost.
+
+    The default focus describes customer-service notes in general, without naming any kind of
+    fact a test asks about: a focus that lists the test's questions would leak the test into the
+    method (Chapter 13 measures what such a focus gains on the questions it names, and loses on
+    the others).
     """
 
-    DEFAULT_FOCUS = ("the customer's order number, the product they bought, their address, "
-                     "the problem they reported, how to contact them and when to deliver")
+    DEFAULT_FOCUS = ("facts the customer told us about themselves, their purchase and their requests, "
+                     "which we must remember in later conversations")
 
     def __init__(self, encoder, count_tokens, max_tokens: int = 96, focus: str = DEFAULT_FOCUS,
                  speakers: Sequence[str] = ("Customer",)):
@@ -238,8 +249,8 @@ class LMSummariser:
         self.chat_template = chat_template
 
     def request(self, summary: str, turns: Sequence[Turn]) -> str:
-        return ("Update the notes about this customer with the new conversation. Keep every fact: "
-                "order numbers, products, addresses, problems, contact and delivery preferences.\n\n"
+        return ("Update the notes about this customer with the new conversation. Keep every fact the customer "
+                "or the assistant stated that we may need in later conversations.\n\n"
                 f"Notes so far:\n{summary or '(none)'}\n\nNew conversation:\n{render_turns(turns)}\n\n"
                 "Updated notes:")
 
@@ -319,12 +330,14 @@ class RetrievalMemory(ConversationMemory):
         super().__init__(count_tokens)
         self.encoder, self.max_turns = encoder, max_turns
         self.index = faiss.IndexFlatIP(encoder.dim)
+        self._query_vectors: dict[str, object] = {}  # a query asked again is not embedded again
 
     def _on_add(self, turn):
         self.index.add(self.encoder.encode([turn.text]).numpy())
 
     def _on_clear(self):
         self.index.reset()
+        self.__dict__.pop("_lengths", None)
 
     def extend(self, turns: Sequence[Turn]) -> None:
         """Add many turns, embedding them in one batch."""
@@ -347,21 +360,134 @@ class RetrievalMemory(ConversationMemory):
         k = min(k, self.index.ntotal)
         if k == 0:
             return []
-        scores, idx = self.index.search(self.encoder.encode([query]).numpy(), k)
+        if query not in self._query_vectors:
+            self._query_vectors[query] = self.encoder.encode([query]).numpy()
+        scores, idx = self.index.search(self._query_vectors[query], k)
         return [(int(i), float(s)) for i, s in zip(idx[0], scores[0])]
 
-    def _context(self, query, budget):
+    def pack(self, query: str, budget: int | None, exclude: set | frozenset = frozenset(),
+             max_turns: int | None = None) -> list[int]:
+        """Indices (in conversation order) of the turns most similar to ``query`` that fit
+        ``budget`` when rendered together: best first, a turn that does not fit is skipped and the
+        next one tried; at most ``max_turns`` (default: the memory's own), none from ``exclude``."""
         chosen: list[int] = []
-        text = ""
-        limit = self.max_turns or len(self.turns)
+        limit = max_turns or self.max_turns or len(self.turns)
+        used = 0  # tokens of the chosen turns, each counted alone
         for i, _ in self.search(query, len(self.turns)):
             if len(chosen) == limit:
                 break
-            candidate = render_turns([self.turns[j] for j in sorted(chosen + [i])])
-            if budget is None or self.count(candidate) <= budget:
-                chosen.append(i)
-                text = candidate
-        return text
+            if i in exclude:
+                continue
+            if budget is not None:
+                alone = self._turn_tokens(i)
+                # a quick lower bound first (turns counted alone, one token of slack per line for
+                # merges at the joins); the exact count of the rendered text decides
+                if used + alone - len(chosen) - 1 > budget:
+                    continue
+                if self.count(render_turns([self.turns[j] for j in sorted(chosen + [i])])) > budget:
+                    continue
+                used += alone
+            chosen.append(i)
+        return sorted(chosen)
+
+    def _turn_tokens(self, i: int) -> int:
+        cache = self.__dict__.setdefault("_lengths", {})
+        if i not in cache:
+            cache[i] = self.count(self.turns[i].render())
+        return cache[i]
+
+    def _context(self, query, budget):
+        return render_turns([self.turns[j] for j in self.pack(query, budget)])
+
+
+# ------------------------------------------------------------------------------------- hybrid
+class HybridMemory(ConversationMemory):
+    """The three ideas together, as practical assistants combine them: running notes on the
+    finished sessions (a summariser, as in :class:`SummaryMemory`), the turns most similar to the
+    query (as in :class:`RetrievalMemory`), and the last ``window`` turns (as in
+    :class:`WindowMemory`), in that order.
+
+    Within a budget, the notes get at most ``notes_share`` of it and the recent turns at most
+    ``window_share``; retrieval fills what is left with turns not already among the recent ones.
+    Without a budget: all the notes, the last ``window`` turns and at most ``retrieve`` retrieved turns.
+    """
+
+    name = "hybrid"
+    NOTES = "Notes from earlier sessions:\n"
+    RELATED = "Related earlier turns:\n"
+    RECENT = "Most recent turns:\n"
+
+    def __init__(self, count_tokens, summariser: Callable[[str, Sequence[Turn]], str], encoder, window: int = 4,
+                 retrieve: int = 4, notes_share: float = 0.35, window_share: float = 0.25):
+        for name, v in (("window", window), ("retrieve", retrieve)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name, v in (("notes_share", notes_share), ("window_share", window_share)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}")
+        if notes_share + window_share > 1:
+            raise ValueError(f"notes_share + window_share must leave room for retrieval (<= 1), got "
+                             f"{notes_share} + {window_share}")
+        super().__init__(count_tokens)
+        self.notes = SummaryMemory(self.count, summariser)
+        self.retrieval = RetrievalMemory(self.count, encoder)
+        self.window, self.retrieve = window, retrieve
+        self.notes_share, self.window_share = notes_share, window_share
+
+    def _on_add(self, turn):
+        self.notes.add(turn)
+        self.retrieval.add(turn)
+
+    def extend(self, turns: Sequence[Turn]) -> None:
+        turns = list(turns)
+        for t in turns:
+            if not isinstance(t, Turn):
+                raise TypeError(f"extend() takes Turns, got {type(t).__name__}: {t!r}")
+            self.notes.add(t)
+        self.retrieval.extend(turns)
+        self.turns.extend(turns)
+
+    def _on_clear(self):
+        self.notes.clear()
+        self.retrieval.clear()
+
+    def _context(self, query, budget):
+        def share(fraction):
+            return None if budget is None else int(budget * fraction)
+
+        summary = self.notes.summary.strip()
+        notes = self.NOTES + summary if summary else ""
+        if notes and budget is not None and self.count(notes) > share(self.notes_share):
+            cut = share(self.notes_share)
+            notes = self.count.truncate(notes, cut) if isinstance(self.count, TokenCounter) and cut else ""
+        first_recent = max(0, len(self.turns) - self.window)
+        recent_budget = share(self.window_share)
+        recent: list[int] = []
+        for j in range(len(self.turns) - 1, first_recent - 1, -1):
+            trial = self.RECENT + render_turns([self.turns[i] for i in [j] + recent])
+            if recent_budget is not None and self.count(trial) > recent_budget:
+                break
+            recent.insert(0, j)
+
+        def assemble(related):
+            parts = [notes] if notes else []
+            if related:
+                parts.append(self.RELATED + render_turns([self.turns[i] for i in related]))
+            if recent:
+                parts.append(self.RECENT + render_turns([self.turns[i] for i in recent]))
+            return "\n\n".join(parts)
+
+        base = self.count(assemble([]))
+        left = None if budget is None else budget - base - self.count(self.RELATED) - 2
+        related = [] if left is not None and left < 1 else self.retrieval.pack(
+            query, left, exclude=set(range(first_recent, len(self.turns))), max_turns=self.retrieve)
+        text = assemble(related)
+        while related and budget is not None and self.count(text) > budget:  # merges at the joins: drop one
+            related = [] if len(related) == 1 else self.retrieval.pack(
+                query, left, exclude=set(range(first_recent, len(self.turns))), max_turns=len(related) - 1)
+            text = assemble(related)
+        return text if budget is None or self.count(text) <= budget else (
+            self.count.truncate(text, budget) if isinstance(self.count, TokenCounter) else "")
 
 
 # ---------------------------------------------------------------------------- answers, checks
@@ -388,15 +514,33 @@ def ask(model, tokenizer, context: str, question: str, max_new_tokens: int = 12,
 
     ``chat_template`` ("off" by default: :func:`answer_prompt` as plain text; "auto"/"on": as one user
     turn of the model's chat template, the reply starting with ``Answer:``)."""
+    return ask_many(model, tokenizer, [(context, question)], max_new_tokens, chat_template)[0]
+
+
+def ask_many(model, tokenizer, items: Sequence[tuple[str, str]], max_new_tokens: int = 12,
+             chat_template: str = "off", max_batch: int = 16) -> list[str]:
+    """:func:`ask` for many ``(context, question)`` pairs at once, generated in batches of similar
+    length (:func:`wmlib.lm.greedy_generate`): the same answers, a fraction of the time. Each answer
+    is cut at its first line break (found in the decoded text, so it does not matter whether the
+    tokenizer writes a newline as a token of its own)."""
     from .lm import encode, encode_prompt, greedy_generate, uses_chat_template
 
+    items = list(items)
+    for i, item in enumerate(items):
+        if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise TypeError(f"item {i} must be a pair of strings (context, question), got {item!r}")
+    if not items:
+        return []
+    chat = uses_chat_template(tokenizer, chat_template)
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-    prompt = answer_prompt(context, question)
-    if uses_chat_template(tokenizer, chat_template):
-        body, _, tail = prompt.rpartition("\n")
-        ids = encode_prompt(tokenizer, body, tail, chat_template)
-    else:
-        ids = encode(tokenizer, prompt)
-    new = greedy_generate(model, [ids], max_new_tokens, tokenizer=tokenizer,
-                          stop_token_ids=newline[-1:] if len(newline) == 1 else ())[0]
-    return tokenizer.decode(new, skip_special_tokens=True).strip()
+    prompts = []
+    for context, question in items:
+        prompt = answer_prompt(context, question)
+        if chat:
+            body, _, tail = prompt.rpartition("\n")
+            prompts.append(encode_prompt(tokenizer, body, tail, chat_template))
+        else:
+            prompts.append(encode(tokenizer, prompt))
+    new = greedy_generate(model, prompts, max_new_tokens, tokenizer=tokenizer, max_batch=max_batch,
+                          stop_token_ids=newline[-1:] if len(newline) == 1 else ())
+    return [tokenizer.decode(toks, skip_special_tokens=True).strip().split("\n")[0].strip() for toks in new]

@@ -1,30 +1,43 @@
 """Scripted customer-service conversations with facts to remember (Chapter 13).
 
-A customer talks to a support assistant over four sessions. Among greetings and small talk they
-state facts the assistant must keep: which product they bought and its order number (session 1,
-where they also mention the address it was delivered to), a change of address (session 2), a
-problem with the product (session 3), how they want to be contacted and which day suits them for
-deliveries (session 4). In a fifth session they ask six questions that need those facts.
+A customer talks to a support assistant over four sessions and, in a fifth, asks one question
+per fact stated earlier. There are eleven kinds of fact (:data:`FACT_KINDS`):
 
-The small talk is not innocent: it mentions other days of the week, numbers and places, so a
-memory that keeps the wrong sentences hands the model a plausible wrong answer, and the old
-address is still in the history when the customer asks for the current one.
+- session 1: the product they bought, who it is a present for, the order number, the last four
+  digits of the card they paid with, and the address it was delivered to;
+- session 2: a new address (the old one stays in the history) and a phone number;
+- session 3: a problem with the product, and the repair ticket the *agent* opens for it;
+- session 4: how to contact them, which neighbour may take their parcels, and which weekday
+  suits deliveries.
 
-    dialogues = customer_service_dialogues(4, seed=0)
+Around the facts runs small talk, some of it deliberately confusable (other weekdays, numbers,
+names, a parking ticket, an old phone), so a memory that keeps the wrong sentences hands the
+model a plausible wrong answer.
+
+The kinds come in two groups. :data:`DEVELOPMENT_KINDS` are the six a memory's designer may look
+at; :data:`HELD_OUT_KINDS` are kept for testing whether a design works beyond the questions its
+author had in mind (Chapter 13 reports recall on both groups separately). One held-out fact, the
+repair ticket, is said by the agent, not the customer.
+
+    dialogues = customer_service_dialogues(40, seed=0)
     d = dialogues[0]
     d.turns[:3]      # [Turn(speaker='Agent', text='Hello, ...', session=1), ...]
-    d.questions[0]   # Question(text='What is my order number?', answer='KX-48213', kind='order', ...)
+    d.questions[0]   # Question(text='Which product did I buy from you?', answer='Nimbus 300', kind='product')
 
 Every dialogue is generated from the templates below with a seeded random generator: the same
-``seed`` gives the same conversations.
+``seed`` gives the same conversations. Each answer occurs (after :func:`normalise`) only in the
+turn that states it, never inside another turn, so "the fact is in the context" can be checked
+by a substring test.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
-__all__ = ["Turn", "Question", "Dialogue", "customer_service_dialogues", "SMALL_TALK"]
+__all__ = ["Turn", "Question", "Dialogue", "customer_service_dialogues", "SMALL_TALK", "FACT_KINDS",
+           "DEVELOPMENT_KINDS", "HELD_OUT_KINDS", "max_dialogues"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,18 @@ class Dialogue:
         return max(t.session for t in self.turns)
 
 
-NAMES = ["Dana Whitfield", "Omar Haddad", "Mei Zhou", "Lukas Berger", "Priya Nair", "Tomas Okafor",
-         "Sara Lindqvist", "Diego Alvarez", "Hannah Kowalski", "Yusuf Demir", "Chloe Martin", "Arjun Mehta"]
+DEVELOPMENT_KINDS = ("order", "product", "address", "problem", "contact", "delivery day")
+HELD_OUT_KINDS = ("gift", "card", "phone", "ticket", "neighbour")
+FACT_KINDS = DEVELOPMENT_KINDS + HELD_OUT_KINDS
+
+FIRST_NAMES = ["Dana", "Omar", "Meiling", "Lukas", "Priya", "Tomas", "Sara", "Diego", "Hannah", "Yusuf", "Chloe",
+               "Arjun", "Nadia", "Felix", "Ingrid", "Kwame", "Leila", "Marco", "Olga", "Ravi", "Sofia", "Tobias",
+               "Wendell", "Zara"]
+SURNAMES = ["Whitfield", "Haddad", "Zhou", "Berger", "Nair", "Okafor", "Lindqvist", "Alvarez", "Kowalski",
+            "Demir", "Martin", "Mehta", "Brennan", "Costa", "Dubois", "Eriksen", "Fischer", "Gallo", "Horvat",
+            "Ito", "Jansen", "Kaur", "Moreau", "Novak"]
+RELATIONS = ["sister", "brother", "mother", "father", "daughter", "son", "best friend", "grandmother"]
+TITLES = ["Mr", "Mrs", "Ms", "Dr"]
 # (what the customer calls it, the model name a correct answer must contain)
 PRODUCTS = [("Nimbus 300 espresso machine", "Nimbus 300"), ("AeroClean X2 vacuum cleaner", "AeroClean X2"),
             ("Brava 5 food processor", "Brava 5"), ("Zephyr 20 desk fan", "Zephyr 20"),
@@ -78,7 +101,7 @@ PRODUCTS = [("Nimbus 300 espresso machine", "Nimbus 300"), ("AeroClean X2 vacuum
             ("Lumo 4 reading lamp", "Lumo 4"), ("Tundra 12 mini fridge", "Tundra 12")]
 # (how the customer describes it, the words a correct answer must contain)
 PROBLEMS = [("the power button stopped working", "power button"), ("it leaks water from the base", "leak"),
-            ("the glass lid cracked on the first day", "lid"), ("it makes a loud rattling noise", "rattl"),
+            ("the glass lid cracked on the first day", "glass lid"), ("it makes a loud rattling noise", "rattl"),
             ("the display shows error code E4", "E4"), ("the plug gets very hot", "plug"),
             ("the timer resets itself", "timer"), ("one of the wheels fell off", "wheel")]
 STREETS = ["Larch Street", "Mill Road", "Harbour Lane", "Station Avenue", "Orchard Close", "Kings Way",
@@ -115,14 +138,33 @@ SMALL_TALK = [
     ("Your website looks different since the update.", "Yes, it was redesigned last month."),
     ("My cousin lives at 8 Park Street in Oxford.", "Oxford is a lovely city."),
     ("The cat knocked a glass off the table this morning.", "Cats always seem to do that!"),
+    ("I got a parking ticket outside the cinema on Friday.", "That is annoying, I am sorry."),
+    ("My aunt Rosa is staying with us for the weekend.", "I hope you all have a lovely time."),
+    ("I changed my phone last month and lost all my photos.", "That is a pity; backups are worth it."),
+    ("The bus I take to work is the number 147.", "At least the bus saves you parking."),
+    ("My brother paid 350 pounds for his new bike.", "That sounds like a serious bike!"),
+    ("A new bakery opened on the corner of our road.", "Fresh bread nearby is a treat."),
+    ("I am learning Spanish in the evenings.", "Muy bien! Good luck with it."),
+    ("Last spring I ran a half marathon in 2 hours and 6 minutes.", "Impressive, well done!"),
+    ("Our old neighbour Mr Quill moved to Spain.", "Spain must be a nice change for him."),
+    ("I still have the card you sent at Christmas.", "How kind of you to keep it."),
 ]
 
-
 _CHIT_CHATS = 8  # small-talk stretches per conversation: before and after the facts of each session
+_PER_NAME = len(SURNAMES)
+
+
+def max_dialogues() -> int:
+    """How many different customers the generator can write."""
+    return len(FIRST_NAMES) * len(SURNAMES)
+
+
+def _normalise(text: str) -> str:  # the same rule as conversation_memory.normalise (no import cycle)
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 def _order_number(rng: random.Random) -> str:
-    letters = "ABCDEFGHJKLMNPRSTUVWXYZ"
+    letters = "ABCDEFGHJKLMNPSTUVWXYZ"
     return f"{rng.choice(letters)}{rng.choice(letters)}-{rng.randint(10000, 99999)}"
 
 
@@ -135,75 +177,112 @@ def _address(rng: random.Random, used: set) -> tuple[str, str]:
             return f"{number} {street}, {city}", f"{number} {street}"
 
 
+def _one_dialogue(rng: random.Random, first: str, surname: str, lo: int, hi: int) -> Dialogue:
+    name = f"{first} {surname}"
+    product, model_name = rng.choice(PRODUCTS)
+    problem, problem_key = rng.choice(PROBLEMS)
+    relation = rng.choice(RELATIONS)
+    recipient = rng.choice([f for f in FIRST_NAMES if f != first])
+    order = _order_number(rng)
+    card = f"{rng.randint(1000, 9999)}"
+    phone = f"07{rng.randint(100, 999)} {rng.randint(100000, 999999)}"
+    ticket = f"RT-{rng.randint(100000, 999999)}"
+    neighbour = f"{rng.choice(TITLES)} {rng.choice([s for s in SURNAMES if s != surname])}"
+    streets: set = set()
+    old_address, old_key = _address(rng, streets)
+    new_address, new_key = _address(rng, streets)
+    channel, day = rng.choice(CHANNELS), rng.choice(DAYS)
+    chat = rng.sample(SMALL_TALK, len(SMALL_TALK))  # no exchange repeats within a dialogue
+
+    turns: list[Turn] = []
+
+    def say(session, *pairs):
+        for customer, agent in pairs:
+            turns.append(Turn("Customer", customer, session))
+            turns.append(Turn("Agent", agent, session))
+
+    def chit_chat(session):
+        say(session, *[chat.pop() for _ in range(rng.randint(lo, hi))])
+
+    hello = "Hello, this is the support assistant. How can I help you today?"
+    # Session 1: the purchase, the order number, the payment, the delivery address.
+    turns.append(Turn("Agent", hello, 1))
+    say(1, (f"Hi, my name is {name}.", f"Nice to meet you, {first}."))
+    chit_chat(1)
+    say(1, (f"I bought the {product} from your shop last week.", "Thank you for your purchase."),
+        (f"It is a present for my {relation}, {recipient}.", "What a thoughtful present."),
+        (f"The order number is {order}.", "Thanks, I can see the order."),
+        (f"I paid with my card ending in {card}.", "Yes, the payment went through."),
+        (f"It was delivered to {old_address}.", "Good, the delivery is marked as complete."))
+    chit_chat(1)
+    # Session 2: a change of address, a phone number.
+    turns.append(Turn("Agent", hello, 2))
+    say(2, (f"Hello again, it is {first}.", f"Welcome back, {first}."))
+    chit_chat(2)
+    say(2, (f"I have moved house. My new address is {new_address}.", "I have updated your address."),
+        (f"You can reach me on {phone}.", "Thank you, I have saved that number."))
+    chit_chat(2)
+    # Session 3: a complaint; the agent opens a repair ticket.
+    turns.append(Turn("Agent", hello, 3))
+    chit_chat(3)
+    say(3, (f"I have a problem with my purchase: {problem}.",
+            f"I am sorry to hear that. I have opened repair ticket {ticket} for you."))
+    chit_chat(3)
+    # Session 4: preferences.
+    turns.append(Turn("Agent", hello, 4))
+    chit_chat(4)
+    say(4, (f"Please contact me by {channel} from now on.", "Noted, we will do that."),
+        (f"If I am out, please leave parcels with my neighbour, {neighbour}.", "Of course, I have added a note."))
+    chit_chat(4)
+    say(4, (f"Deliveries on a {day} suit me best.", "I have added that to your account."))
+
+    questions = [
+        Question("Which product did I buy from you?", model_name, "product"),
+        Question("Who is the product a present for?", recipient, "gift"),
+        Question("What is my order number?", order, "order"),
+        Question("What are the last four digits of the card I paid with?", card, "card"),
+        Question("What is my current address?", new_key, "address", distractor=old_key),
+        Question("What phone number can you reach me on?", phone, "phone"),
+        Question("What problem did I report with my product?", problem_key, "problem"),
+        Question("What is the number of my repair ticket?", ticket, "ticket"),
+        Question("How do I want to be contacted?", channel, "contact"),
+        Question("Who may take in my parcels when I am out?", neighbour, "neighbour"),
+        Question("On which day of the week should deliveries come?", day, "delivery day"),
+    ]
+    return Dialogue(name, turns, questions)
+
+
+def _facts_are_unambiguous(d: Dialogue) -> bool:
+    """Each answer (and distractor) occurs in exactly one turn: the one that states it."""
+    texts = [_normalise(t.text) for t in d.turns]
+    for q in d.questions:
+        for value in (q.answer, q.distractor):
+            if value is not None and sum(_normalise(value) in t for t in texts) != 1:
+                return False
+    return True
+
+
 def customer_service_dialogues(n: int = 4, seed: int = 0, small_talk: tuple[int, int] = (1, 3)) -> list[Dialogue]:
-    """``n`` scripted conversations (at most len(NAMES) many), each of four sessions plus a
-    fifth with six questions. Before and after the facts of each session come between
-    ``small_talk[0]`` and ``small_talk[1]`` small-talk exchanges (a customer turn and the agent's
-    reply), all different within a conversation."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(NAMES):
-        raise ValueError(f"n must be an int between 1 and {len(NAMES)}, got {n!r}")
-    lo, hi = small_talk
+    """``n`` scripted conversations with different customers (at most :func:`max_dialogues`), each of
+    four sessions plus a fifth with one question per kind in :data:`FACT_KINDS`. Before and after
+    the facts of each session come between ``small_talk[0]`` and ``small_talk[1]`` small-talk
+    exchanges (a customer turn and the agent's reply), all different within a conversation.
+    The first ``m`` dialogues of a seed do not depend on ``n``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_dialogues():
+        raise ValueError(f"n must be an int between 1 and {max_dialogues()}, got {n!r}")
+    lo, hi = small_talk if isinstance(small_talk, tuple) and len(small_talk) == 2 else (-1, -1)
     most = len(SMALL_TALK) // _CHIT_CHATS
-    if not (isinstance(small_talk, tuple) and len(small_talk) == 2 and 0 <= lo <= hi <= most):
+    if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi <= most):
         raise ValueError(f"small_talk must be (low, high) with 0 <= low <= high <= {most}, got {small_talk!r}")
-    rng = random.Random(seed)
-    names = rng.sample(NAMES, n)
+    order = list(range(max_dialogues()))
+    random.Random(seed).shuffle(order)  # which customers, without repeats; a prefix does not depend on n
     out = []
-    for name in names:
-        first = name.split()[0]
-        product, model_name = rng.choice(PRODUCTS)
-        problem, problem_key = rng.choice(PROBLEMS)
-        order = _order_number(rng)
-        streets: set = set()
-        old_address, old_key = _address(rng, streets)
-        new_address, new_key = _address(rng, streets)
-        channel, day = rng.choice(CHANNELS), rng.choice(DAYS)
-        chat = rng.sample(SMALL_TALK, len(SMALL_TALK))  # no exchange repeats within a dialogue
-
-        turns: list[Turn] = []
-
-        def say(session, *pairs):
-            for customer, agent in pairs:
-                turns.append(Turn("Customer", customer, session))
-                turns.append(Turn("Agent", agent, session))
-
-        def chit_chat(session):
-            say(session, *[chat.pop() for _ in range(rng.randint(lo, hi))])
-
-        hello = ("Hello, this is the support assistant. How can I help you today?")
-        # Session 1: product, order number, delivery address.
-        turns.append(Turn("Agent", hello, 1))
-        say(1, (f"Hi, my name is {name}.", f"Nice to meet you, {first}."))
-        chit_chat(1)
-        say(1, (f"I bought the {product} from your shop last week.", "Thank you for your purchase."),
-            (f"The order number is {order}.", "Thanks, I can see the order."),
-            (f"It was delivered to {old_address}.", "Good, the delivery is marked as complete."))
-        chit_chat(1)
-        # Session 2: a change of address.
-        turns.append(Turn("Agent", hello, 2))
-        say(2, (f"Hello again, it is {first}.", f"Welcome back, {first}."))
-        chit_chat(2)
-        say(2, (f"I have moved house. My new address is {new_address}.", "I have updated your address."))
-        chit_chat(2)
-        # Session 3: a complaint.
-        turns.append(Turn("Agent", hello, 3))
-        chit_chat(3)
-        say(3, (f"I have a problem with the {model_name}: {problem}.", "I am sorry to hear that. We will send a replacement."))
-        chit_chat(3)
-        # Session 4: preferences.
-        turns.append(Turn("Agent", hello, 4))
-        chit_chat(4)
-        say(4, (f"Please contact me by {channel} from now on.", "Noted, we will do that."))
-        chit_chat(4)
-        say(4, (f"Deliveries on a {day} suit me best.", "I have added that to your account."))
-
-        questions = [
-            Question("What is my order number?", order, "order"),
-            Question("Which product did I buy from you?", model_name, "product"),
-            Question("What is my current address?", new_key, "address", distractor=old_key),
-            Question("What problem did I report with my product?", problem_key, "problem"),
-            Question("How do I want to be contacted?", channel, "contact"),
-            Question("On which day of the week should deliveries come?", day, "delivery day"),
-        ]
-        out.append(Dialogue(name, turns, questions))
+    for i, who in enumerate(order[:n]):
+        rng = random.Random(f"{seed}-{i}")  # one stream per dialogue: dialogue i does not depend on n
+        first, surname = FIRST_NAMES[who // _PER_NAME], SURNAMES[who % _PER_NAME]
+        while True:  # redraw the rare dialogue where one value occurs inside another turn
+            d = _one_dialogue(rng, first, surname, lo, hi)
+            if _facts_are_unambiguous(d):
+                break
+        out.append(d)
     return out

@@ -32,13 +32,17 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class SentenceEncoder:
-    """``encode(texts) -> (N, D)`` float32 unit vectors: mean-pooled, L2-normalised encoder states."""
+    """``encode(texts) -> (N, D)`` float32 unit vectors: mean-pooled, L2-normalised encoder states.
+
+    Vectors are remembered by text, so a sentence embedded again (the same turn in several
+    memories, the same question asked of several memories) costs nothing."""
 
     def __init__(self, model, tokenizer, max_length: int = 128, batch_size: int = 64):
         if not hasattr(model, "config") or not callable(model):
             raise TypeError(f"model must be a Hugging Face encoder (e.g. from load_encoder), got {type(model).__name__}")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.batch_size = max_length, batch_size
+        self._cache: dict[str, torch.Tensor] = {}  # text -> its vector: a text embedded once is not embedded again
 
     @classmethod
     def load(cls, name: str = "minilm-l6", device=None, **kwargs) -> "SentenceEncoder":
@@ -61,8 +65,14 @@ class SentenceEncoder:
             raise ValueError(f"texts {bad[:5]} are empty or not strings: every text needs some words to embed")
         device = next(self.model.parameters()).device
         out = torch.empty(len(texts), self.dim)
+        todo = []
+        for i, t in enumerate(texts):
+            if t in self._cache:
+                out[i] = self._cache[t]
+            else:
+                todo.append(i)
         # Sorting by length keeps padding, hence wasted work, small.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(todo, key=lambda i: len(texts[i]))
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in progress(batches, desc=desc or "embedding", total=len(batches)):
             enc = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
@@ -70,4 +80,6 @@ class SentenceEncoder:
             hidden = self.model(**enc).last_hidden_state
             v = mean_pool(hidden, enc["attention_mask"]).float()
             out[batch] = torch.nn.functional.normalize(v, dim=-1).cpu()
+        for i in todo:
+            self._cache[texts[i]] = out[i].clone()
         return out
