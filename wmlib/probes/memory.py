@@ -1,0 +1,121 @@
+"""Probing a model whose working memory is a KV cache under an eviction policy (Chapter 7).
+
+A policy is written as on the command line:
+
+- ``full``: nothing is evicted (the model as it is);
+- ``window:256``: keep the 256 most recent tokens (:class:`~wmlib.kv_cache.SlidingWindow`);
+- ``sinks:4+252``: keep the first 4 tokens and the 252 most recent (StreamingLLM,
+  :class:`~wmlib.kv_cache.AttentionSinks`; budget 256);
+- ``h2o:256`` or ``h2o:128+128``: keep the tokens that received the most attention so far plus the
+  most recent ones (H2O, :class:`~wmlib.kv_cache.HeavyHitters`; by default half and half).
+
+Probing under a policy reads the prompt *and the correct answer* token by token through a cache
+that never holds more than the budget (:func:`~wmlib.kv_cache.stream_under_budget`), and reads the
+model's greedy prediction at every answer position: the same greedy match as with the full cache
+(the answer is what greedy decoding under the policy would write exactly when every prediction is
+right). Rotary positions stay those of the text (``positions="original"``), which is right while
+the text fits in the model's trained context. Policies with the same budget run side by side in
+one batch (:class:`~wmlib.kv_cache.PerRow`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["PolicySpec", "parse_policy", "score_under_policies"]
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A parsed ``--kv-policy`` value; ``kind`` is ``full``, ``window``, ``sinks`` or ``h2o``."""
+
+    label: str
+    kind: str
+    budget: int | None = None
+    sinks: int = 0
+    recent: int | None = None
+
+    def build(self):
+        """The :class:`~wmlib.kv_cache.EvictionPolicy` (None for the full cache)."""
+        from ..kv_cache import AttentionSinks, HeavyHitters, SlidingWindow
+
+        if self.kind == "full":
+            return None
+        if self.kind == "window":
+            return SlidingWindow(self.budget)
+        if self.kind == "sinks":
+            return AttentionSinks(self.budget, sinks=self.sinks)
+        return HeavyHitters(self.budget, recent=self.recent)
+
+
+_FORMS = "full, window:N, sinks:S+R (S first tokens and R recent ones), h2o:N or h2o:H+R"
+
+
+def parse_policy(text: str) -> PolicySpec:
+    """``"window:256"`` -> PolicySpec; a clear ValueError names the accepted forms otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"a KV policy is a string ({_FORMS}), got {text!r}")
+    t = text.strip().lower()
+    if t in ("full", "none"):
+        return PolicySpec("full", "full")
+    m = re.fullmatch(r"(window|sinks|h2o):(\d+)(?:\+(\d+))?", t)
+    if m is None:
+        raise ValueError(f"unknown KV policy {text!r}; write {_FORMS}")
+    kind, a, b = m.group(1), int(m.group(2)), m.group(3)
+    if kind == "window":
+        if b is not None:
+            raise ValueError(f"{text!r}: a window has one number, its budget (window:256)")
+        spec = PolicySpec(t, "window", a)
+    elif kind == "sinks":
+        if b is None:
+            raise ValueError(f"{text!r}: write sinks:S+R, e.g. sinks:4+252 (4 first tokens, 252 recent)")
+        spec = PolicySpec(t, "sinks", a + int(b), sinks=a)
+    else:
+        spec = PolicySpec(t, "h2o", a + int(b), recent=int(b)) if b is not None else PolicySpec(t, "h2o", a)
+    if spec.budget < 2 or (spec.kind == "sinks" and spec.sinks < 1):
+        raise ValueError(f"{text!r}: the budget must be at least 2 tokens (and sinks at least 1)")
+    return spec
+
+
+@torch.no_grad()
+def score_under_policies(lm, prompts: list, answers: list, specs: list[PolicySpec], desc: str = "kv policy"):
+    """Greedy predictions and answer log-probabilities of every (prompt, answer) under every policy.
+
+    Returns ``out[policy_label][i] = (predicted token ids, logprob)``. Sequences that fit in a
+    policy's budget are read with nothing evicted (the full cache), as the policy would.
+    """
+    from ..kv_cache import CachedDecoder, PerRow, stream_under_budget
+    from ..utils import progress
+
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    evicting = [s for s in specs if s.kind != "full"]
+    out = {s.label: [None] * len(prompts) for s in specs}
+    if any(s.kind == "full" for s in specs) or evicting:
+        full = lm.score_answers(prompts, answers, desc="full cache", what="a probe")
+        for s in specs:
+            if s.kind == "full":
+                out[s.label] = [(list(r.predicted), r.logprob) for r in full]
+    if not evicting:
+        return out
+    decoder = CachedDecoder(lm.model)
+    budgets = sorted({s.budget for s in evicting})
+    todo = [(i, b) for i in range(len(prompts)) for b in budgets]
+    for i, budget in progress(todo, desc=desc, total=len(todo)):
+        group = [s for s in evicting if s.budget == budget]
+        p, a = list(prompts[i]), list(answers[i])
+        if len(p) + len(a) <= budget:  # nothing to evict: the policy is the full cache
+            for s in group:
+                out[s.label][i] = (list(full[i].predicted), full[i].logprob)
+            continue
+        policy = PerRow([s.build() for s in group], rows_each=1) if len(group) > 1 else group[0].build()
+        ids = torch.tensor([p + a] * len(group), device=decoder.device)
+        res = stream_under_budget(decoder, ids, policy)
+        # position t predicts token t + 1: the answer's tokens are predicted at len(p) - 1 .. len(p) + len(a) - 2
+        span = slice(len(p) - 1, len(p) + len(a) - 1)
+        for row, s in enumerate(group):
+            out[s.label][i] = (res.predictions[row, span].tolist(), -float(res.nll[row, span].sum()))
+    return out
