@@ -14,11 +14,11 @@ thread count; cached and ``generate`` runs alternate so that a noisy neighbour s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
+
+from ._args import nonnegative_int, output_file, positive_int, write_json
 
 ROW_KEYS = {
     "context": int, "new_tokens": int, "speedup_vs_uncached": float, "ratio_to_generate": float,
@@ -40,9 +40,9 @@ def bench_kv_cache(model_name: str = "smollm2-135m", contexts=(256, 512, 1024), 
     ``loaded``: an already loaded ``(model, tokenizer)`` pair to use instead of loading ``model_name``."""
     import torch
 
-    from .kv_cache import CachedDecoder, babi_text, greedy_decode, uncached_greedy_decode
-    from .models import load_causal_lm
-    from .utils import progress
+    from ..kv_cache import CachedDecoder, babi_text, greedy_decode, uncached_greedy_decode
+    from ..models import load_causal_lm
+    from ..utils import progress
 
     if not contexts or any(not isinstance(c, int) or c < 1 for c in contexts):
         raise ValueError(f"contexts must be positive token counts, got {contexts!r}")
@@ -137,8 +137,8 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def run_kv_cache(args) -> int:
-    from .utils import progress_enabled
+def run(args) -> int:
+    from ..utils import progress_enabled
 
     if args.quick:
         args.contexts, args.new_tokens, args.repeats = [64], 4, 1
@@ -146,8 +146,7 @@ def run_kv_cache(args) -> int:
                           args.uncached_repeats, args.threads, show_progress=progress_enabled())
     print(format_table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
 
@@ -173,16 +172,16 @@ def register(sub) -> None:
                     "model.generate, after prompts of several lengths; check that all three choose the same "
                     "tokens; compare the cache's bytes per token with the formula. Prints a table; --json "
                     "also writes the rows.")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list to FILE")
-    p.add_argument("--model", default="smollm2-135m", help="a packaged model name or hub id (default: smollm2-135m)")
-    p.add_argument("--contexts", type=int, nargs="+", default=[256, 512, 1024], metavar="N",
+    p.add_argument("--json", type=output_file, metavar="FILE", help="also write the rows as a JSON list to FILE")
+    p.add_argument("--model", default="smollm2-135m", help="a packaged model name, local folder or hub id (default: smollm2-135m)")
+    p.add_argument("--contexts", type=positive_int, nargs="+", default=[256, 512, 1024], metavar="N",
                    help="prompt lengths in tokens (default: 256 512 1024)")
-    p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens to generate (default: 32)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of cached and generate (default: 3)")
-    p.add_argument("--uncached-repeats", type=int, default=1,
+    p.add_argument("--new-tokens", type=positive_int, default=32, help="greedy tokens to generate (default: 32)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of cached and generate (default: 3)")
+    p.add_argument("--uncached-repeats", type=nonnegative_int, default=1,
                    help="timed runs of the slow uncached decoding (default: 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test in seconds: --contexts 64 --new-tokens 4 --repeats 1")
-    p.set_defaults(func=run_kv_cache)
+    p.set_defaults(func=run)
 
