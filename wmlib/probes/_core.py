@@ -185,6 +185,7 @@ class ProbeLM:
         self.limit_source = ("the --max-context cap" if max_context else
                              f"{name}'s config.max_position_embeddings")
         has_template = bool(getattr(tokenizer, "chat_template", None))
+        use_chat_template = {"on": True, "off": False}.get(use_chat_template, use_chat_template)
         if use_chat_template == "auto":
             use_chat_template = has_template
         elif use_chat_template and not has_template:
@@ -203,13 +204,18 @@ class ProbeLM:
         model.eval()
 
     @classmethod
-    def load(cls, name: str = "smollm2-135m", device=None, **kwargs) -> "ProbeLM":
-        """Load a ``wmlib.models`` name or hub id with :func:`wmlib.models.load_causal_lm`."""
+    def load(cls, name: str = "smollm2-135m", device=None, dtype=None, **kwargs) -> "ProbeLM":
+        """Load a ``wmlib.models`` name, hub id or local folder with :func:`wmlib.models.load_causal_lm`
+        (``dtype``: None for the loader's default, or ``"float32"``, ``"bfloat16"``, ``"float16"``)."""
         from ..models import load_causal_lm
         from ..utils import get_device
 
         device = get_device(device if device is not None else "auto")
-        model, tok = load_causal_lm(name, device=device)
+        if isinstance(dtype, str):
+            if dtype not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+            dtype = getattr(torch, dtype)
+        model, tok = load_causal_lm(name, device=device, dtype=dtype)
         return cls(model, tok, name=name, device=device, **kwargs)
 
     # ------------------------------------------------------------------ prompts

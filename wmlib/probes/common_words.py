@@ -62,8 +62,8 @@ class CommonWords(Task):
     group = "ruler"
     axes = ("length",)
     chance = 1e-12
-    QUICK = dict(lengths=[256, 512], limit=8, common=5, frequency=6)
-    FULL = dict(lengths=[256, 512, 1024, 2048], limit=24, common=5, frequency=6)
+    QUICK = dict(lengths=[512, 1024], limit=4, common=5, frequency=6)
+    FULL = dict(lengths=[512, 1024, 2048], limit=25, common=5, frequency=6)
 
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:
         length = cell["length"]

@@ -72,8 +72,8 @@ class DigitSpan(Task):
     axes = ("digits",)
     length_axis = "digits"
     chance = 0.0
-    QUICK = dict(digits=[3, 5, 7, 9], limit=8)
-    FULL = dict(digits=[3, 4, 5, 6, 7, 8, 9, 10, 12], limit=20)
+    QUICK = dict(digits=[3, 5, 7, 9], limit=4)
+    FULL = dict(digits=[3, 4, 5, 6, 7, 8, 10, 12], limit=25)
 
     def __init__(self, order: str):
         if order not in _HOW:

@@ -169,7 +169,8 @@ def run_task(lm: ProbeLM, task: Task, settings: dict, seed: int = 0, policies=("
         example = {"prompt": render_turns(lm, _turns(first, ["-"] * 2)), "responses": "m or -"}
         return TaskRun(task, settings, summary, samples, example, time.perf_counter() - start)
 
-    items = task.items(lm, settings, seed)
+    skipped: list = []
+    items = task.items(lm, settings, seed, skipped)
     prompts = [item_prompt_ids(lm, it) for it in items]
     answers = [lm.encode(it.answer) for it in items]
     for it, p, a in zip(items, prompts, answers):
@@ -178,6 +179,8 @@ def run_task(lm: ProbeLM, task: Task, settings: dict, seed: int = 0, policies=("
     for spec in specs:
         metrics = [score_item(lm, it, a, pred, lp) for it, a, (pred, lp) in zip(items, answers, scored[spec.label])]
         summary[spec.label] = _summarise_greedy(task, items, metrics, threshold)
+        if skipped:
+            summary[spec.label]["skipped_cells"] = skipped  # too short for the instructions
         for it, p, m in zip(items, prompts, metrics):
             text = render_conversation(lm, it.messages, it.prefix) if len(it.messages) == 1 else None
             samples.append({"task": task.name, "kv_policy": spec.label, "doc_id": it.doc_id, "cell": it.cell,

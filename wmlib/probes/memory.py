@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PolicySpec", "parse_policy", "score_under_policies"]
+__all__ = ["PolicySpec", "parse_policy", "policy_mask", "score_under_policies"]
 
 
 @dataclass(frozen=True)
@@ -80,42 +80,77 @@ def parse_policy(text: str) -> PolicySpec:
     return spec
 
 
+def policy_mask(spec: PolicySpec, n: int) -> torch.Tensor:
+    """(n, n) bool: which keys token t attends to when the cache is read under ``spec``, one token at a
+    time with eviction after each (what :func:`~wmlib.kv_cache.stream_under_budget` does).
+
+    A window keeps the ``budget`` tokens before t (t - budget .. t, t itself included); sinks keep
+    the first ``sinks`` tokens and the ``budget - sinks`` before t. Both depend only on positions,
+    so one forward pass with this mask computes them exactly; H2O depends on attention already
+    paid, so it must be streamed.
+    """
+    if spec.kind not in ("window", "sinks"):
+        raise ValueError(f"{spec.label}: only window and sinks policies are a fixed mask")
+    t = torch.arange(n)[:, None]
+    j = torch.arange(n)[None, :]
+    recent = spec.budget - spec.sinks
+    return (j <= t) & ((j >= t - recent) | (j < spec.sinks))
+
+
+@torch.no_grad()
+def _masked_predictions(lm, ids: list, specs: list[PolicySpec], keep: int):
+    """Greedy predictions and log-probabilities of the last ``keep`` positions under each mask policy."""
+    n = len(ids)
+    masks = torch.stack([policy_mask(s, n) for s in specs])[:, None]  # (P, 1, n, n)
+    dtype = next(lm.model.parameters()).dtype
+    additive = torch.zeros(masks.shape, dtype=dtype).masked_fill(~masks, torch.finfo(dtype).min)
+    x = torch.tensor([ids] * len(specs), device=lm.device)
+    positions = torch.arange(n, device=lm.device).expand(len(specs), n)
+    out = lm.model(input_ids=x, attention_mask=additive.to(lm.device), position_ids=positions, use_cache=False)
+    return torch.log_softmax(out.logits[:, -keep:].float().cpu(), dim=-1)
+
+
 @torch.no_grad()
 def score_under_policies(lm, prompts: list, answers: list, specs: list[PolicySpec], desc: str = "kv policy"):
     """Greedy predictions and answer log-probabilities of every (prompt, answer) under every policy.
 
-    Returns ``out[policy_label][i] = (predicted token ids, logprob)``. Sequences that fit in a
-    policy's budget are read with nothing evicted (the full cache), as the policy would.
+    Returns ``out[policy_label][i] = (predicted token ids, logprob)``. Window and sinks policies are
+    computed exactly by one forward pass with their attention mask (:func:`policy_mask`); H2O by
+    streaming the tokens through a :class:`~wmlib.kv_cache.CachedDecoder` with eviction after each
+    (policies of one budget side by side, :class:`~wmlib.kv_cache.PerRow`). Sequences that fit in a
+    policy's budget are the full cache's, as the policy would leave them.
     """
     from ..kv_cache import CachedDecoder, PerRow, stream_under_budget
     from ..utils import progress
 
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-    evicting = [s for s in specs if s.kind != "full"]
     out = {s.label: [None] * len(prompts) for s in specs}
-    if any(s.kind == "full" for s in specs) or evicting:
-        full = lm.score_answers(prompts, answers, desc="full cache", what="a probe")
-        for s in specs:
-            if s.kind == "full":
-                out[s.label] = [(list(r.predicted), r.logprob) for r in full]
-    if not evicting:
-        return out
-    decoder = CachedDecoder(lm.model)
-    budgets = sorted({s.budget for s in evicting})
-    todo = [(i, b) for i in range(len(prompts)) for b in budgets]
-    for i, budget in progress(todo, desc=desc, total=len(todo)):
-        group = [s for s in evicting if s.budget == budget]
+    full = lm.score_answers(prompts, answers, desc="full cache", what="a probe")
+    for s in specs:
+        if s.kind == "full":
+            out[s.label] = [(list(r.predicted), r.logprob) for r in full]
+    masked = [s for s in specs if s.kind in ("window", "sinks")]
+    streamed = [s for s in specs if s.kind == "h2o"]
+    decoder = CachedDecoder(lm.model) if streamed else None
+    for i in progress(range(len(prompts)), desc=desc, total=len(prompts)):
         p, a = list(prompts[i]), list(answers[i])
-        if len(p) + len(a) <= budget:  # nothing to evict: the policy is the full cache
-            for s in group:
+        n = len(p) + len(a)
+        for s in masked + streamed:
+            if n <= s.budget:  # nothing to evict: the policy is the full cache
                 out[s.label][i] = (list(full[i].predicted), full[i].logprob)
-            continue
-        policy = PerRow([s.build() for s in group], rows_each=1) if len(group) > 1 else group[0].build()
-        ids = torch.tensor([p + a] * len(group), device=decoder.device)
-        res = stream_under_budget(decoder, ids, policy)
-        # position t predicts token t + 1: the answer's tokens are predicted at len(p) - 1 .. len(p) + len(a) - 2
-        span = slice(len(p) - 1, len(p) + len(a) - 1)
-        for row, s in enumerate(group):
-            out[s.label][i] = (res.predictions[row, span].tolist(), -float(res.nll[row, span].sum()))
+        todo = [s for s in masked if n > s.budget]
+        if todo:
+            logp = _masked_predictions(lm, p + a, todo, len(a) + 1)[:, :-1]  # position t predicts t + 1
+            target = torch.tensor(a)
+            for row, s in enumerate(todo):
+                out[s.label][i] = (logp[row].argmax(-1).tolist(), float(logp[row].gather(-1, target[:, None]).sum()))
+        for budget in sorted({s.budget for s in streamed if n > s.budget}):
+            group = [s for s in streamed if s.budget == budget]
+            policy = PerRow([s.build() for s in group], rows_each=1) if len(group) > 1 else group[0].build()
+            res = stream_under_budget(decoder, torch.tensor([p + a] * len(group), device=decoder.device), policy)
+            # position t predicts token t + 1: the answer's tokens are predicted at len(p) - 1 .. n - 2
+            span = slice(len(p) - 1, n - 1)
+            for row, s in enumerate(group):
+                out[s.label][i] = (res.predictions[row, span].tolist(), -float(res.nll[row, span].sum()))
     return out

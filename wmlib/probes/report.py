@@ -70,7 +70,9 @@ def format_table(results: dict) -> str:
         head = f"{'task':<{width}}  " + "  ".join(f"{axis[3:] + ' ' + x:>16}" for x in xs) + "  effective"
         lines += ["", head, "-" * len(head)]
         for key, r in rows:
-            cells = [f"{_ci(r[axis][x]['partial']) if x in r[axis] else '':>16}" for x in xs]
+            short = {str(c.get(axis[3:])) for c in r.get("skipped_cells", [])}
+            cells = [f"{_ci(r[axis][x]['partial']) if x in r[axis] else 'too short' if x in short else '':>16}"
+                     for x in xs]
             e = r[name]
             eff = ("<" + str(e["lengths"][0]) if e["by_point"] is None else str(e["by_point"]))
             if "span" in r:

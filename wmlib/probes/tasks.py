@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ._core import ProbeLM
 
-__all__ = ["Item", "Task", "item_rng", "fit_to_length", "render_conversation", "conversation_ids",
+__all__ = ["Item", "Task", "TooShort", "item_rng", "fit_to_length", "render_conversation", "conversation_ids",
            "item_prompt_ids", "answer_char_spans", "score_item", "join_parts", "DEPTHS"]
 
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -89,6 +89,10 @@ def item_rng(seed: int, task: str, length, trial: int) -> random.Random:
     return random.Random(f"{seed}/{task}/{length}/{trial}")
 
 
+class TooShort(ValueError):
+    """A length cannot hold a task's instructions and question (the cell is skipped, not fatal)."""
+
+
 def fit_to_length(count, build, target: int, what: str, start: int = 8, most: int = 1 << 16):
     """The largest ``k >= 0`` with ``count(build(k)) <= target``, and ``build(k)``.
 
@@ -96,7 +100,7 @@ def fit_to_length(count, build, target: int, what: str, start: int = 8, most: in
     even ``k = 0`` (the task's instructions and question alone) exceeds ``target``.
     """
     if count(build(0)) > target:
-        raise ValueError(f"{what}: length {target} is too short: the instructions and question alone take "
+        raise TooShort(f"{what}: length {target} is too short: the instructions and question alone take "
                          f"{count(build(0))} tokens; use a longer length")
     lo, hi = 0, start
     while count(build(hi)) <= target:  # grow until too long
@@ -225,14 +229,23 @@ class Task:
             grid = [{**g, axis: v} for g in grid for v in values]
         return grid
 
-    def items(self, lm: ProbeLM, settings: dict, seed: int = 0) -> list[Item]:
-        out = []
+    def items(self, lm: ProbeLM, settings: dict, seed: int = 0, skipped: list | None = None) -> list[Item]:
+        """Every cell's ``limit`` items. Cells whose length cannot hold the task's instructions are
+        skipped (their conditions appended to ``skipped``); if every cell is, the error is raised."""
+        out, too_short = [], None
         for cell in self.cells(settings):
-            for trial in range(settings["limit"]):
-                rng = item_rng(seed, self.name, cell.get(self.axes[0]), trial)
-                item = self.make_item(lm, rng, cell, settings)
-                item.doc_id = trial
-                out.append(item)
+            try:
+                for trial in range(settings["limit"]):
+                    rng = item_rng(seed, self.name, cell.get(self.axes[0]), trial)
+                    item = self.make_item(lm, rng, cell, settings)
+                    item.doc_id = trial
+                    out.append(item)
+            except TooShort as err:
+                too_short = err
+                if skipped is not None:
+                    skipped.append(dict(cell))
+        if not out and too_short is not None:
+            raise too_short
         return out
 
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:

@@ -62,8 +62,8 @@ class VariableTracking(Task):
     group = "ruler"
     axes = ("length",)
     chance = 1e-12
-    QUICK = dict(lengths=[256, 512], limit=8, chains=1, hops=4)
-    FULL = dict(lengths=[256, 512, 1024, 2048], limit=24, chains=1, hops=4)
+    QUICK = dict(lengths=[512, 1024], limit=4, chains=1, hops=4)
+    FULL = dict(lengths=[512, 1024, 2048], limit=25, chains=1, hops=4)
 
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:
         length = cell["length"]
