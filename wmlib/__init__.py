@@ -24,7 +24,8 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.conversation_memory` buffer, window, summary and retrieval memories (Chapter 13)
 - :mod:`wmlib.probes`      working-memory probes: needle, lost in the middle, n-back, digit span (Chapter 14)
 - :mod:`wmlib.stats`       intervals (Wilson, bootstrap), paired tests, verdict sentences (every chapter)
-- :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
+- :mod:`wmlib.models`      the book's pretrained models, offline first; any local folder or hub id, any dtype (Setup)
+- :mod:`wmlib.lm`          one home for prompts (chat template, BOS, character offsets), scoring and greedy generation
 - :mod:`wmlib.data`        data sets in a checksummed cache, and their loaders (Setup)
 - :mod:`wmlib.viz`         attention heatmaps, an offline interactive attention view, other figures
 - :mod:`wmlib.utils`       seeding, device choice, progress bars, timing

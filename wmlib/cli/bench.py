@@ -5,7 +5,8 @@ stories) and checks that they choose the same tokens:
 
 - ``cached``: :func:`wmlib.kv_cache.greedy_decode` (prefill once, then one token per step);
 - ``uncached``: :func:`wmlib.kv_cache.uncached_greedy_decode` (re-reads the whole prefix per token);
-- ``generate``: Hugging Face's ``model.generate(do_sample=False)``, the reference.
+- ``generate``: Hugging Face's ``model.generate`` under a neutral greedy config
+  (:func:`wmlib.lm.greedy_generate`), the reference.
 
 Times are medians over repeats after a warm-up, under ``torch.inference_mode`` with a fixed
 thread count; cached and ``generate`` runs alternate so that a noisy neighbour slows both alike.
@@ -41,6 +42,7 @@ def bench_kv_cache(model_name: str = "smollm2-135m", contexts=(256, 512, 1024), 
     import torch
 
     from ..kv_cache import CachedDecoder, babi_text, greedy_decode, uncached_greedy_decode
+    from ..lm import greedy_generate
     from ..models import load_causal_lm
     from ..utils import progress
 
@@ -58,10 +60,10 @@ def bench_kv_cache(model_name: str = "smollm2-135m", contexts=(256, 512, 1024), 
         raise ValueError(f"the prompt text has only {text_ids.shape[1]} tokens; use contexts <= that")
 
     def generate(ids):
-        # eos_token_id=None: never stop early, so both produce exactly new_tokens tokens
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             do_sample=False, eos_token_id=None, return_dict_in_generate=True)
-        return out.sequences[:, ids.shape[1]:], out.past_key_values
+        # model.generate under a neutral config (no hub penalties); stop=False: never stop early, so
+        # both produce exactly new_tokens tokens
+        out, cache = greedy_generate(model, ids.tolist(), new_tokens, tokenizer=tok, stop=False, return_cache=True)
+        return torch.tensor(out, device=ids.device), cache
 
     rows = []
     tasks = [(c, phase) for c in contexts for phase in ("warm-up", "cached vs generate", "uncached")]

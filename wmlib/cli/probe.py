@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ._args import dtype_name, nonnegative_int, positive_int
 
-_MODEL_ARGS = {"dtype": dtype_name, "max_context": positive_int, "batch_tokens": positive_int,
+_MODEL_ARGS = {"dtype": dtype_name, "revision": str, "max_context": positive_int, "batch_tokens": positive_int,
                "max_batch": positive_int}
 
 
@@ -138,8 +138,8 @@ def run(args) -> int:
     start = time.perf_counter()
     margs = dict(args.model_args or {})
     load_kw = {k: margs[k] for k in ("max_context", "batch_tokens", "max_batch") if k in margs}
-    lm = ProbeLM.load(args.model, device=args.device, dtype=margs.get("dtype"), use_chat_template=args.chat_template,
-                      **load_kw)
+    lm = ProbeLM.load(args.model, device=args.device, dtype=margs.get("dtype"), revision=margs.get("revision"),
+                      use_chat_template=args.chat_template, **load_kw)
     if args.lengths and lm.context_limit is not None and max(args.lengths) > lm.context_limit:
         raise ValueError(f"--lengths {max(args.lengths)} exceeds the {lm.context_limit} tokens {args.model} can read "
                          f"({lm.limit_source}); use shorter lengths")
