@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import stats
-from ._core import ProbeLM
+from ._core import ProbeLM, roc_auc
 from .memory import PolicySpec, parse_policy, score_under_policies
 from .tasks import Task, item_prompt_ids, render_conversation, score_item
 
@@ -109,7 +109,7 @@ def _summarise_stream(task, blocks, responses, margins) -> dict:
     for n in sorted({b.n for b in blocks}):
         rows = [i for i, b in enumerate(blocks) if b.n == n]
         hit = fa = miss = cr = 0
-        block_d, right = [], []
+        block_d, block_auc, right = [], [], []
         for i in rows:
             b = blocks[i]
             said = [r == "m" for r in responses[i]]
@@ -119,6 +119,7 @@ def _summarise_stream(task, blocks, responses, margins) -> dict:
             c = sum((not s) and (not t) for s, t in zip(said, b.targets))
             hit, fa, miss, cr = hit + h, fa + f, miss + ms, cr + c
             block_d.append(stats.dprime(h, ms, f, c))
+            block_auc.append(roc_auc(margins[i], b.targets))
             right += [s == t for s, t in zip(said, b.targets)]
         right_all += right
         d = stats.bootstrap_mean(block_d)
@@ -129,6 +130,8 @@ def _summarise_stream(task, blocks, responses, margins) -> dict:
             "false_alarm_rate": stats.wilson(fa, fa + cr).to_dict(),
             "dprime": d.to_dict(),
             "dprime_pooled": stats.dprime(hit, miss, fa, cr),
+            # threshold-free: how often a target's margin log p(m) - log p(-) beats a non-target's
+            "auc": stats.bootstrap_mean(block_auc).to_dict(),
         }
     acc = stats.rate(right_all)
     out["exact"], out["exact_ci95"] = acc.value, [acc.low, acc.high]

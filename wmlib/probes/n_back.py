@@ -13,7 +13,10 @@ responses (which is likelier after the reply has started), read with the model's
 that a block costs one short forward pass per letter. Scores per ``n``: accuracy, hit rate and
 false-alarm rate (Wilson intervals), and the sensitivity d' = z(hit rate) - z(false-alarm rate)
 of each block (log-linear correction, :func:`wmlib.stats.dprime`; Gong et al. clip rates at
-0.01 and 0.99 instead), averaged over blocks with a bootstrap interval. d' = 0 is chance.
+0.01 and 0.99 instead), averaged over blocks with a bootstrap interval. d' = 0 is chance for a
+responder that guesses; with 10 targets and 20 non-targets the correction gives a responder that
+*always* says the same thing d' of about -0.3. The margins log p(m) - log p(-) also give a
+threshold-free score, the ROC AUC (0.5 = chance), which a bias towards one response cannot move.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import lm as lm_
 from ._core import ProbeLM
 from .tasks import Task, item_rng
 
@@ -123,9 +127,7 @@ def _run_lockstep(lm: ProbeLM, blocks: list[Block], choice_ids: list[int]):
         for i, text in enumerate(texts):
             if not text.startswith(seen[i]):
                 raise _Mismatch("the rendered conversation does not extend the previous one")
-            first = t == 0
-            deltas.append(lm.tokenizer(text[len(seen[i]):],
-                                       add_special_tokens=first and not lm.use_chat_template)["input_ids"])
+            deltas.append(lm_.encode(lm.tokenizer, text[len(seen[i]):], prefix=t == 0 and not lm.use_chat_template))
         if len({len(d) for d in deltas}) != 1:
             raise _Mismatch("turns of different token lengths")
         total += len(deltas[0])
@@ -166,7 +168,7 @@ def _run_recompute(lm: ProbeLM, block: Block, choice_ids):
     responses, margins = [], []
     for _ in block.letters:
         text = render_turns(lm, _turns(block, responses))
-        ids = lm.tokenizer(text, add_special_tokens=not lm.use_chat_template)["input_ids"]
+        ids = lm_.encode(lm.tokenizer, text, prefix=not lm.use_chat_template)
         logp = lm.choose([ids], [lead + r for r in RESPONSES], desc="n-back", what="n-back")[0]
         m = float(logp[0] - logp[1])
         margins.append(m)

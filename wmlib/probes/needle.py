@@ -16,7 +16,7 @@ Haystacks are ``synthetic`` (varied filler sentences from a small grammar, no di
 ``natural`` (sentences of the SST-2 movie reviews, digit-free ones, from ``wmlib.data``).
 ``depth`` places the first asked-for needle (0 = before the first haystack sentence, 1 = after the
 last); the other needles go to random places. The reply is started with the question's own words
-(``The special magic number for <key> mentioned in the provided text is``) and scored on the
+(``The special magic number for <key> mentioned in the provided text is:``) and scored on the
 numbers (:mod:`wmlib.probes.tasks`). A model that ignores the context is right with probability
 about 1e-7 per number.
 """
@@ -109,11 +109,11 @@ def _question(keys: list[str], n_values: int, order: str) -> tuple[str, str]:
     q = _query(keys)
     if n_values == 1:
         return (f"What is the special magic number for {q} mentioned in the provided text?",
-                f"The special magic number for {q} mentioned in the provided text is")
+                f"The special magic number for {q} mentioned in the provided text is:")
     how = {"text": " List them in the order they appear in the text, separated by commas.",
            "keys": " List them in the order of the keys in the question, separated by commas."}[order]
     return (f"What are all the special magic numbers for {q} mentioned in the provided text?{how}",
-            f"The special magic numbers for {q} mentioned in the provided text are")
+            f"The special magic numbers for {q} mentioned in the provided text are:")
 
 
 class NeedleTask(Task):

@@ -82,10 +82,11 @@ def format_table(results: dict) -> str:
         if "by_n" not in r:
             continue
         lines += ["", f"{key}: {r['alias']}",
-                  f"{'n':>3}  {'accuracy':>18}  {'hit rate':>18}  {'false alarms':>18}  {'d-prime (blocks)':>20}"]
+                  f"{'n':>3}  {'accuracy':>18}  {'hit rate':>18}  {'false alarms':>18}  {'d-prime (blocks)':>20}"
+                  f"  {'AUC of margins':>18}"]
         for n, s in r["by_n"].items():
             lines.append(f"{n:>3}  {_ci(s['accuracy']):>18}  {_ci(s['hit_rate']):>18}  "
-                         f"{_ci(s['false_alarm_rate']):>18}  {_ci(s['dprime']):>20}")
+                         f"{_ci(s['false_alarm_rate']):>18}  {_ci(s['dprime']):>20}  {_ci(s['auc']):>18}")
     if len(cfg["kv_policies"]) > 1:
         lines += ["", memory_table(results)]
     return "\n".join(lines)

@@ -139,8 +139,10 @@ def conversation_ids(lm: ProbeLM, messages: list, prefix: str = "") -> list[int]
     """Token ids of :func:`render_conversation` (special tokens as :meth:`ProbeLM.prompt_ids`)."""
     if len(messages) == 1:
         return lm.prompt_ids(messages[0]["content"], prefix)
+    from .. import lm as lm_
+
     text = render_conversation(lm, messages, prefix)
-    return lm.tokenizer(text, add_special_tokens=not lm.use_chat_template)["input_ids"]
+    return lm_.encode(lm.tokenizer, text, prefix=not lm.use_chat_template)
 
 
 def item_prompt_ids(lm: ProbeLM, item: Item) -> list[int]:
@@ -154,11 +156,13 @@ def answer_char_spans(lm: ProbeLM, answer: str, ids: list[int]) -> list[tuple[in
     From the tokenizer's offsets where it gives them, else from the lengths of decoded prefixes;
     if neither reproduces the answer, characters are shared out in proportion (a rare fallback).
     """
+    from .. import lm as lm_
+
     n = len(answer)
     try:
-        enc = lm.tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
-        if list(enc["input_ids"]) == list(ids):
-            ends = [e for _, e in enc["offset_mapping"]]
+        enc_ids, offsets = lm_.encode_with_offsets(lm.tokenizer, answer)
+        if enc_ids == list(ids):
+            ends = [e for _, e in offsets]
             if ends and ends[-1] == n and all(a <= b for a, b in zip(ends, ends[1:])):
                 return [(s, e) for s, e in zip([0] + ends[:-1], ends)]
     except (NotImplementedError, TypeError, ValueError, KeyError):
