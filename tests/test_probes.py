@@ -359,6 +359,10 @@ def test_policies_match_the_full_cache_when_nothing_is_evicted(tiny):
     assert res.predictions[0, span].tolist() == list(full[0].predicted)
     for label in ("window:24", "sinks:2+22", "h2o:12+12"):
         assert all(len(pred) == len(a) for (pred, _), a in zip(out[label], answers))
+    # H2O rows of different lengths side by side (padded at the end) = each alone
+    one = score_under_policies(tiny, prompts, answers, [parse_policy("h2o:12+12")], rows=1)["h2o:12+12"]
+    for (p1, l1), (p2, l2) in zip(one, out["h2o:12+12"]):
+        assert p1 == p2 and l1 == pytest.approx(l2, abs=1e-4)
 
 
 @pytest.mark.parametrize("label", ["window:40", "sinks:4+36", "window:7", "sinks:1+9"])

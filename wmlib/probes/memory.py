@@ -111,13 +111,15 @@ def _masked_predictions(lm, ids: list, specs: list[PolicySpec], keep: int):
 
 
 @torch.no_grad()
-def score_under_policies(lm, prompts: list, answers: list, specs: list[PolicySpec], desc: str = "kv policy"):
+def score_under_policies(lm, prompts: list, answers: list, specs: list[PolicySpec], desc: str = "kv policy",
+                         rows: int = 16):
     """Greedy predictions and answer log-probabilities of every (prompt, answer) under every policy.
 
     Returns ``out[policy_label][i] = (predicted token ids, logprob)``. Window and sinks policies are
     computed exactly by one forward pass with their attention mask (:func:`policy_mask`); H2O by
     streaming the tokens through a :class:`~wmlib.kv_cache.CachedDecoder` with eviction after each
-    (policies of one budget side by side, :class:`~wmlib.kv_cache.PerRow`). Sequences that fit in a
+    (policies of one budget and up to ``rows`` sequences side by side, :class:`~wmlib.kv_cache.PerRow`).
+    Sequences that fit in a
     policy's budget are the full cache's, as the policy would leave them.
     """
     from ..kv_cache import CachedDecoder, PerRow, stream_under_budget
@@ -145,12 +147,27 @@ def score_under_policies(lm, prompts: list, answers: list, specs: list[PolicySpe
             target = torch.tensor(a)
             for row, s in enumerate(todo):
                 out[s.label][i] = (logp[row].argmax(-1).tolist(), float(logp[row].gather(-1, target[:, None]).sum()))
-        for budget in sorted({s.budget for s in streamed if n > s.budget}):
-            group = [s for s in streamed if s.budget == budget]
-            policy = PerRow([s.build() for s in group], rows_each=1) if len(group) > 1 else group[0].build()
-            res = stream_under_budget(decoder, torch.tensor([p + a] * len(group), device=decoder.device), policy)
-            # position t predicts token t + 1: the answer's tokens are predicted at len(p) - 1 .. n - 2
-            span = slice(len(p) - 1, n - 1)
-            for row, s in enumerate(group):
-                out[s.label][i] = (res.predictions[row, span].tolist(), -float(res.nll[row, span].sum()))
+    # H2O: read token by token with eviction. Rows run side by side (a step costs about the same for one
+    # row or many: it reads every weight once). Shorter rows are padded at the *end*: a row's state at
+    # step t depends only on its own tokens 0..t, so padding after its answer changes nothing it is
+    # scored on.
+    for budget in sorted({s.budget for s in streamed}):
+        group = [s for s in streamed if s.budget == budget]
+        todo = sorted((i for i in range(len(prompts)) if len(prompts[i]) + len(answers[i]) > budget),
+                      key=lambda i: len(prompts[i]) + len(answers[i]))
+        per_batch = max(1, rows // len(group))
+        batches = [todo[k:k + per_batch] for k in range(0, len(todo), per_batch)]
+        for batch in progress(batches, desc=f"{desc} ({', '.join(s.label for s in group)})", total=len(batches)):
+            seqs = [list(prompts[i]) + list(answers[i]) for i in batch]
+            width = max(len(x) for x in seqs)
+            pad = lm.tokenizer.pad_token_id
+            ids = torch.tensor([x + [pad] * (width - len(x)) for _ in group for x in seqs], device=decoder.device)
+            policy = PerRow([s.build() for s in group], rows_each=len(batch))
+            res = stream_under_budget(decoder, ids, policy)
+            for g, s in enumerate(group):
+                for r, i in enumerate(batch):
+                    row = g * len(batch) + r
+                    # position t predicts token t + 1: the answer is predicted at len(p) - 1 .. len(p) + len(a) - 2
+                    span = slice(len(prompts[i]) - 1, len(prompts[i]) + len(answers[i]) - 1)
+                    out[s.label][i] = (res.predictions[row, span].tolist(), -float(res.nll[row, span].sum()))
     return out
