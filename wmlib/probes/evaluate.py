@@ -75,9 +75,12 @@ def _hash(text: str) -> str:
 def _summarise_greedy(task: Task, items, metrics: list[dict], threshold: float) -> dict:
     cells: dict = {}
     for it, m in zip(items, metrics):
-        cells.setdefault(json.dumps(it.cell, sort_keys=True), (it.cell, []))[1].append(m)
-    by_cell = [{"cell": cell, "n": len(ms), **{k: estimate([m[k] for m in ms]).to_dict() for k in METRICS}}
-               for cell, ms in cells.values()]
+        cells.setdefault(json.dumps(it.cell, sort_keys=True), (it.cell, [], []))[1].append(m)
+        cells[json.dumps(it.cell, sort_keys=True)][2].append(it.doc_id)
+    # per cell: the estimates, and each document's scores (doc_id order), for paired comparisons
+    by_cell = [{"cell": cell, "n": len(ms), **{k: estimate([m[k] for m in ms]).to_dict() for k in METRICS},
+                "items": {"doc_id": ids, **{k: [round(float(m[k]), 4) for m in ms] for k in METRICS}}}
+               for cell, ms, ids in cells.values()]
     axis = task.length_axis
     by_length, curve = {}, {}
     if axis:
