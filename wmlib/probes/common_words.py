@@ -63,7 +63,7 @@ class CommonWords(Task):
     axes = ("length",)
     chance = 1e-12
     QUICK = dict(lengths=[512, 1024], limit=4, common=5, frequency=6)
-    FULL = dict(lengths=[512, 1024, 2048], limit=25, common=5, frequency=6)
+    FULL = dict(lengths=[512, 1024], limit=20, common=5, frequency=6)
 
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:
         length = cell["length"]

@@ -73,7 +73,7 @@ class DigitSpan(Task):
     length_axis = "digits"
     chance = 0.0
     QUICK = dict(digits=[3, 5, 7, 9], limit=4)
-    FULL = dict(digits=[3, 4, 5, 6, 7, 8, 10, 12], limit=25)
+    FULL = dict(digits=[3, 4, 5, 6, 7, 8, 10], limit=12)
 
     def __init__(self, order: str):
         if order not in _HOW:

@@ -55,7 +55,7 @@ class LostInTheMiddle(Task):
     group = "retrieval"
     chance = 1e-9
     QUICK = dict(lengths=[256, 512], positions=[0.0, 0.5, 1.0], limit=2, id_length=8)
-    FULL = dict(lengths=[256, 512, 1024], positions=list(DEPTHS), limit=5, id_length=8)
+    FULL = dict(lengths=[256, 512, 1024], positions=list(DEPTHS), limit=3, id_length=8)
 
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:
         length, position = cell["length"], cell["position"]

@@ -185,7 +185,7 @@ class NBack(Task):
     kind = "stream"
     chance = 0.5
     QUICK = dict(ns=[0, 1, 2, 3], limit=4, trials=30, targets=10)
-    FULL = dict(ns=[0, 1, 2, 3], limit=20, trials=30, targets=10)
+    FULL = dict(ns=[0, 1, 2, 3], limit=12, trials=30, targets=10)
 
     def blocks(self, settings: dict, seed: int = 0) -> list[Block]:
         out = []

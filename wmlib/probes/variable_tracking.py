@@ -63,7 +63,7 @@ class VariableTracking(Task):
     axes = ("length",)
     chance = 1e-12
     QUICK = dict(lengths=[512, 1024], limit=4, chains=1, hops=4)
-    FULL = dict(lengths=[512, 1024, 2048], limit=25, chains=1, hops=4)
+    FULL = dict(lengths=[512, 1024], limit=20, chains=1, hops=4)
 
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:
         length = cell["length"]
