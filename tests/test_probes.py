@@ -497,3 +497,23 @@ def test_smollm_finds_a_single_needle():
                       overrides={"niah_single": {"depths": [0.0, 1.0]}})
     assert report.task("niah_single")["exact"] == 1.0
     assert item_prompt_ids  # imported for the chapter's use
+
+
+# ---------------------------------------------------------------------------------- recorded runs
+def test_recorded_runs_match_the_code():
+    """Chapter 14 reads two recorded runs; their task settings must be the code's current defaults."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "book" / "results"
+    rec = json.loads((root / "ch14_smollm2.json").read_text())
+    assert set(rec["configs"]) == set(TASKS)
+    for name, cfg in rec["configs"].items():
+        assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name
+        assert rec["versions"][name] == TASKS[name].version
+    assert rec["config"]["model"] == "smollm2-135m" and rec["config"]["quick"] is False
+    assert rec["config"]["lengths"] is None and rec["config"]["limit"] is None and rec["config"]["seed"] == 0
+    mem = json.loads((root / "ch14_memory.json").read_text())
+    assert mem["config"]["kv_policies"] == ["full", "window:256", "sinks:4+252", "h2o:256"]
+    for name, cfg in mem["configs"].items():
+        defaults = TASKS[name].settings(quick=False)
+        assert all(v == defaults[k] for k, v in cfg.items() if k not in ("axes", "group", "lengths", "limit")), name
