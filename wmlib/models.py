@@ -135,7 +135,7 @@ def _load_gguf_cached(gguf_path: Path):
 
     target = _gguf_cache_dir(gguf_path)
     if (target / "done.json").exists():
-        return AutoModelForCausalLM.from_pretrained(target), AutoTokenizer.from_pretrained(target)
+        return AutoModelForCausalLM.from_pretrained(target), _without_added_bos(AutoTokenizer.from_pretrained(target))
     for dep in ("gguf", "accelerate"):
         if importlib.util.find_spec(dep) is None:
             raise ModelNotAvailable(
@@ -147,7 +147,7 @@ def _load_gguf_cached(gguf_path: Path):
         print(f"De-quantizing {gguf_path.name} once (about 20 s on a laptop CPU); cached in {target}",
               file=sys.stderr)
     with _tqdm_disabled(not progress_enabled()):  # transformers' GGUF reader draws its own bar
-        tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+        tok = _without_added_bos(AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs))
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
     # The de-quantized weights are ordinary float32 weights; drop the GGUF marker so that the cached
     # copy loads as a plain checkpoint.
@@ -158,11 +158,18 @@ def _load_gguf_cached(gguf_path: Path):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         # transformers refuses save_pretrained on a model it read from GGUF, so write the pieces.
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
         model.config.save_pretrained(tmp)
         model.generation_config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        # Tied weights are one tensor under two names: keep the input embedding, which is what
+        # from_pretrained ties the output layer to (transformers 4.x fails on a cache that kept
+        # the output layer's name instead).
+        state = model.state_dict()
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
         tok.save_pretrained(tmp)
         (tmp / "done.json").write_text(json.dumps({"source": str(gguf_path)}))
         if target.exists():
@@ -231,6 +238,31 @@ def _from_pretrained(auto, where, **kwargs):
     tok = AutoTokenizer.from_pretrained(where, **tok_kwargs)
     model = auto.from_pretrained(where, **kwargs)
     return model, tok
+
+
+def _without_added_bos(tok):
+    """The packaged SmolLM2 is tokenized as on the hub: no BOS token before the text.
+
+    transformers 4.x reads the GGUF file's ``add_bos_token`` flag (set by llama.cpp's converter) and
+    puts a BOS token first; 5.x does not. Without this, the book's numbers would depend on the
+    transformers version."""
+    from .lm import special_prefix
+
+    if not special_prefix(tok):
+        return tok
+    if hasattr(tok, "add_bos_token"):
+        try:
+            tok.add_bos_token = False
+        except (AttributeError, ValueError):
+            pass
+    if special_prefix(tok) and getattr(tok, "backend_tokenizer", None) is not None:
+        from tokenizers import processors
+
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1")
+    if special_prefix(tok):
+        raise ModelNotAvailable("the packaged SmolLM2's tokenizer adds a BOS token and it could not be switched "
+                                "off; please report this with your transformers version")
+    return tok
 
 
 def _load(name: str, kind: str, device, dtype, revision: str | None = None):

@@ -188,10 +188,12 @@ def check_end(end: str) -> dict:
                           if "==" in ln and ln.split("==")[0].lower() in keys}
     run([py, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"], log)
     env = test_env(work)
-    report["steps"]["wmlib info"] = dict(zip(("ok", "seconds"), run([py.with_name("wmlib"), "info"], log, env=env)))
-    report["steps"]["packaged model loads twice"] = dict(zip(("ok", "seconds"), run([py, "-c", TWICE], log, env=env)))
-    tmp = work / "pytest-cwd"  # so that `import wmlib` finds the installed wheel, not the source tree
+    tmp = work / "cwd"  # run everything from here, so that `import wmlib` finds the wheel, not the source tree
     tmp.mkdir(exist_ok=True)
+    report["steps"]["wmlib info"] = dict(zip(("ok", "seconds"), run([py.with_name("wmlib"), "info"], log, cwd=tmp,
+                                                                     env=env)))
+    report["steps"]["packaged model loads twice"] = dict(zip(("ok", "seconds"), run([py, "-c", TWICE], log, cwd=tmp,
+                                                                                    env=env)))
     report["steps"]["unit tests"] = dict(zip(("ok", "seconds"), run(
         [py, "-m", "pytest", ROOT / "tests", "-q", "-x", "-o", "addopts=-ra", "-p", "no:cacheprovider",
          "-m", "not notebook and not site and not tooling", "--ignore", ROOT / "tests" / "notebooks"],

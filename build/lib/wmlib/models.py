@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .data import cache_root
-from .utils import progress_enabled
+from .utils import get_device, progress_enabled
 
 __all__ = ["MODELS", "ModelSpec", "ModelNotAvailable", "DTYPES", "resolve_dtype", "load_causal_lm", "load_encoder",
            "local_model_status"]
@@ -135,7 +135,7 @@ def _load_gguf_cached(gguf_path: Path):
 
     target = _gguf_cache_dir(gguf_path)
     if (target / "done.json").exists():
-        return AutoModelForCausalLM.from_pretrained(target), AutoTokenizer.from_pretrained(target)
+        return AutoModelForCausalLM.from_pretrained(target), _without_added_bos(AutoTokenizer.from_pretrained(target))
     for dep in ("gguf", "accelerate"):
         if importlib.util.find_spec(dep) is None:
             raise ModelNotAvailable(
@@ -158,11 +158,18 @@ def _load_gguf_cached(gguf_path: Path):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         # transformers refuses save_pretrained on a model it read from GGUF, so write the pieces.
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
         model.config.save_pretrained(tmp)
         model.generation_config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        # Tied weights are one tensor under two names: keep the input embedding, which is what
+        # from_pretrained ties the output layer to (transformers 4.x fails on a cache that kept
+        # the output layer's name instead).
+        state = model.state_dict()
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
         tok.save_pretrained(tmp)
         (tmp / "done.json").write_text(json.dumps({"source": str(gguf_path)}))
         if target.exists():
@@ -230,7 +237,32 @@ def _from_pretrained(auto, where, **kwargs):
 
     tok = AutoTokenizer.from_pretrained(where, **tok_kwargs)
     model = auto.from_pretrained(where, **kwargs)
-    return model, tok
+    return model, _without_added_bos(tok)
+
+
+def _without_added_bos(tok):
+    """The packaged SmolLM2 is tokenized as on the hub: no BOS token before the text.
+
+    transformers 4.x reads the GGUF file's ``add_bos_token`` flag (set by llama.cpp's converter) and
+    puts a BOS token first; 5.x does not. Without this, the book's numbers would depend on the
+    transformers version."""
+    from .lm import special_prefix
+
+    if not special_prefix(tok):
+        return tok
+    if hasattr(tok, "add_bos_token"):
+        try:
+            tok.add_bos_token = False
+        except (AttributeError, ValueError):
+            pass
+    if special_prefix(tok) and getattr(tok, "backend_tokenizer", None) is not None:
+        from tokenizers import processors
+
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1")
+    if special_prefix(tok):
+        raise ModelNotAvailable("the packaged SmolLM2's tokenizer adds a BOS token and it could not be switched "
+                                "off; please report this with your transformers version")
+    return tok
 
 
 def _load(name: str, kind: str, device, dtype, revision: str | None = None):
@@ -246,8 +278,10 @@ def _load(name: str, kind: str, device, dtype, revision: str | None = None):
     if spec is not None and spec.kind != kind:
         other = "load_encoder" if spec.kind == "encoder" else "load_causal_lm"
         raise ValueError(f"{name!r} is a {spec.kind} model: use wmlib.models.{other}({name!r})")
+    if device is not None:
+        device = get_device(device)  # "cuda" without a GPU: a clear error now, not a torch assertion later
     kwargs = {"dtype": dtype}
-    if device is not None and torch.device(device).type == "cuda" and importlib.util.find_spec("accelerate"):
+    if device is not None and device.type == "cuda" and importlib.util.find_spec("accelerate"):
         kwargs["device_map"] = str(torch.device(device))  # load straight onto the GPU, not first into host RAM
     if revision is not None:
         kwargs["revision"] = revision
