@@ -27,7 +27,7 @@ that chance is where it should be.
 
 from __future__ import annotations
 
-from ._core import AnswerScore, ContextTooLong, ProbeLM, binary_scores, roc_auc
+from ._core import AnswerScore, ContextTooLong, ProbeLM, roc_auc
 from .common_words import CommonWords
 from .digit_span import DigitSpan, span_from_curve
 from .evaluate import RULER_THRESHOLD, Report, effective_length, estimate, evaluate, run_task
@@ -42,7 +42,7 @@ __all__ = [
     "TASKS", "GROUPS", "get_tasks", "ProbeLM", "ContextTooLong", "AnswerScore", "Task", "Item", "NeedleTask",
     "LostInTheMiddle", "VariableTracking", "CommonWords", "NBack", "DigitSpan", "evaluate", "run_task", "Report",
     "estimate", "effective_length", "RULER_THRESHOLD", "PolicySpec", "parse_policy", "span_from_curve",
-    "binary_scores", "roc_auc",
+    "roc_auc",
 ]
 
 TASKS: dict[str, Task] = {t.name: t for t in [

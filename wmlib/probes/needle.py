@@ -28,7 +28,7 @@ import random
 import re
 
 from ._core import ProbeLM
-from .tasks import DEPTHS, Item, Task, fit_to_length, join_parts, last_user
+from .tasks import Item, Task, fit_to_length, join_parts, last_user
 
 __all__ = ["NeedleTask", "synthetic_sentences", "natural_sentences", "NEEDLE_TASKS"]
 
