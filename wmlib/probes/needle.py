@@ -124,7 +124,7 @@ class NeedleTask(Task):
     group = "needle"
     chance = 1e-7
     QUICK = dict(lengths=[256, 512], depths=[0.0, 0.5, 1.0], limit=2)
-    FULL = dict(lengths=[256, 512, 1024], depths=[0.0, 0.5, 1.0], limit=5)
+    FULL = dict(lengths=[256, 512, 1024], depths=[0.0, 0.5, 1.0], limit=8)
 
     def __init__(self, name: str, keys: int = 1, values: int = 1, queries: int = 1, haystack: str = "synthetic",
                  description: str = ""):
