@@ -104,6 +104,21 @@ def test_context_limit_errors(tok):
 
 
 # ---------------------------------------------------------------------------------- the registry
+def test_missing_data_stops_the_run_before_any_scoring(tok, monkeypatch):
+    import wmlib.probes.needle as needle
+
+    def missing():
+        raise RuntimeError("no sst2 here")
+
+    monkeypatch.setattr(needle, "_sst2_pool", missing)
+    lm = ProbeLM(RandomLM(tok, seed=0), tok, name="coin", device="cpu")
+    scored = []
+    monkeypatch.setattr(lm, "score_answers", lambda *a, **k: scored.append(1))
+    with pytest.raises(RuntimeError, match="no sst2"):
+        evaluate(lm, get_tasks("niah_single,niah_multikey"), quick=True, lengths=[LENGTHS[0]], limit=1)
+    assert not scored  # niah_single (synthetic) was not scored first
+
+
 def test_registry_lists_at_least_eight_tasks():
     assert len(TASKS) >= 8
     assert {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "lost_in_the_middle", "vt", "cwe",

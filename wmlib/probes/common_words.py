@@ -65,6 +65,9 @@ class CommonWords(Task):
     QUICK = dict(lengths=[512, 1024], limit=4, common=5, frequency=6)
     FULL = dict(lengths=[512, 1024], limit=20, common=5, frequency=6)
 
+    def prepare(self) -> None:
+        vocabulary()
+
     def make_item(self, lm: ProbeLM, rng: random.Random, cell: dict, settings: dict) -> Item:
         length = cell["length"]
         n, freq = settings.get("common", 5), settings.get("frequency", 6)

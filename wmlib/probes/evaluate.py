@@ -285,6 +285,8 @@ def evaluate(lm: ProbeLM, tasks, quick: bool = False, lengths=None, limit: int |
     if len({s.label for s in specs}) != len(specs):
         raise ValueError(f"a KV policy is listed twice: {[s.label for s in specs]}")
     overrides = overrides or {}
+    for task in tasks:
+        task.prepare()  # a missing data set stops the run here, before any scoring
     start, cpu = time.perf_counter(), time.process_time()
     runs = []
     for task in tasks:

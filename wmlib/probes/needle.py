@@ -180,6 +180,10 @@ class NeedleTask(Task):
                           "needle_char_depth": first / len(doc),
                           "user_tokens": lm.count_tokens(user)})
 
+    def prepare(self) -> None:
+        if self.haystack == "natural":
+            _sst2_pool()
+
     def solve(self, messages: list) -> str:
         user = last_user(messages)
         m = _QUESTION_RE.search(user)

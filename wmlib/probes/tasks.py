@@ -225,6 +225,9 @@ class Task:
             raise ValueError(f"{self.name}: limit must be a positive int, got {base.get('limit')!r}")
         return base
 
+    def prepare(self) -> None:
+        """Load what the items need (a data set), so that a missing file stops a run before any scoring."""
+
     def cells(self, settings: dict) -> list[dict]:
         """The grid of conditions, e.g. every (length, depth)."""
         grid = [{}]
