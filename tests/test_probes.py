@@ -528,7 +528,10 @@ def test_recorded_runs_match_the_code():
     assert rec["config"]["model"] == "smollm2-135m" and rec["config"]["quick"] is False
     assert rec["config"]["lengths"] is None and rec["config"]["limit"] is None and rec["config"]["seed"] == 0
     mem = json.loads((root / "ch14_memory.json").read_text())
-    assert mem["config"]["kv_policies"] == ["full", "window:256", "sinks:4+252", "h2o:256"]
+    assert mem["config"]["kv_policies"] == ["full", "window:256", "sinks:4+252", "h2o:256", "window:512",
+                                            "sinks:4+508", "h2o:512"]
+    assert mem["config"]["lengths"] is None and mem["config"]["limit"] is None and mem["config"]["seed"] == 0
+    assert set(mem["configs"]) == {"niah_single"}
     for name, cfg in mem["configs"].items():
-        defaults = TASKS[name].settings(quick=False)
-        assert all(v == defaults[k] for k, v in cfg.items() if k not in ("axes", "group", "lengths", "limit")), name
+        assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name
+        assert mem["versions"][name] == TASKS[name].version
