@@ -1,96 +1,139 @@
 """Chapter 14 checkers accept right answers and name the typical mistakes."""
 
-import math
+import re
 
 import pytest
+from scipy.stats import norm
 
 from wmlib.exercises import ExerciseFailure, ExerciseIncomplete, ch14
+from wmlib.probes import Item, Task
+from wmlib.probes.tasks import fit_to_length, join_parts, last_user
+from wmlib.stats import wilson
 
 
-def test_insert_needle():
-    def right(sentences, needle, depth):
-        i = min(range(len(sentences) + 1), key=lambda k: abs(k - depth * len(sentences)))
-        return sentences[:i] + [needle] + sentences[i:]
+class Passkey(Task):
+    name = "passkey"
+    description = "a 5-digit pass key in repeated filler"
+    axes = ("length", "depth")
+    QUICK = dict(lengths=[256, 512], depths=[0.0, 0.5, 1.0], limit=2)
+    FULL = QUICK
 
-    assert ch14.check_insert_needle(right)
+    def make_item(self, lm, rng, cell, settings):
+        key = str(rng.randrange(10_000, 100_000))
 
-    def floor(sentences, needle, depth):
-        i = math.floor(depth * len(sentences))
-        return sentences[:i] + [needle] + sentences[i:]
+        def build(k):
+            filler = ["The sea is calm and the road is long."] * k
+            filler.insert(round(cell["depth"] * k), f"The pass key is {key}. Remember it.")
+            return "A pass key is hidden in the text below.\n" + " ".join(filler) + "\nWhat is the pass key?"
 
-    def from_end(sentences, needle, depth):
-        i = len(sentences) - round(depth * len(sentences))
-        return sentences[:i] + [needle] + sentences[i:]
+        _, user = fit_to_length(lm.count_tokens, build, cell["length"], "passkey")
+        answer, parts = join_parts([key])
+        return Item(self.name, 0, dict(cell), [{"role": "user", "content": user}], "The pass key is", answer, parts)
 
-    def replaces(sentences, needle, depth):
-        i = min(round(depth * len(sentences)), len(sentences) - 1) if sentences else 0
-        return sentences[:i] + [needle] + sentences[i + 1:]
+    def solve(self, messages):
+        key = re.search(r"The pass key is (\d+)\. Remember it\.", last_user(messages)).group(1)
+        return "The pass key is" + join_parts([key])[0]
 
-    def mutates(sentences, needle, depth):
-        sentences.insert(round(depth * len(sentences)), needle)
-        return sentences
 
-    for wrong, message in ((floor, "rounded down"), (from_end, "from the end"), (replaces, "every haystack"),
-                           (mutates, "changed the list")):
+def test_task():
+    assert ch14.check_task(Passkey)
+
+    class WithFullStop(Passkey):
+        def make_item(self, lm, rng, cell, settings):
+            it = super().make_item(lm, rng, cell, settings)
+            it.parts = [(1, len(it.answer))]
+            return it
+
+    class Twice(Passkey):
+        def make_item(self, lm, rng, cell, settings):
+            it = super().make_item(lm, rng, cell, settings)
+            key = it.part_texts[0]
+            it.messages = [{"role": "user", "content": it.user.replace("below.", f"below ({key}).")}]
+            return it
+
+    class Remembers(Passkey):
+        def make_item(self, lm, rng, cell, settings):
+            it = super().make_item(lm, rng, cell, settings)
+            self.last = it.prefix + it.answer
+            return it
+
+        def solve(self, messages):
+            return self.last
+
+    class Unseeded(Passkey):
+        def make_item(self, lm, rng, cell, settings):
+            import random
+
+            return super().make_item(lm, random.Random(), cell, settings)
+
+    for wrong, message in ((WithFullStop, "one part, the key's digits"), (Twice, "appears 2 times"),
+                           (Remembers, "does not give the prefix"), (Unseeded, "same seed")):
         with pytest.raises(ExerciseFailure, match=message):
-            ch14.check_insert_needle(wrong)
+            ch14.check_task(wrong)
+    with pytest.raises(ExerciseFailure, match="subclass"):
+        ch14.check_task(dict)
 
 
-def test_balanced_accuracy():
-    def right(said_yes, is_target):
-        hits = [y for y, t in zip(said_yes, is_target) if t]
-        rejections = [not y for y, t in zip(said_yes, is_target) if not t]
-        return (sum(hits) / len(hits) + sum(rejections) / len(rejections)) / 2
-
-    assert ch14.check_balanced_accuracy(right)
-
-    def plain(said_yes, is_target):
-        return sum(y == t for y, t in zip(said_yes, is_target)) / len(said_yes)
-
-    def hit_rate(said_yes, is_target):
-        return sum(y and t for y, t in zip(said_yes, is_target)) / sum(is_target)
-
-    with pytest.raises(ExerciseFailure, match="plain accuracy"):
-        ch14.check_balanced_accuracy(plain)
-    with pytest.raises(ExerciseFailure, match="hit rate alone"):
-        ch14.check_balanced_accuracy(hit_rate)
-    with pytest.raises(ExerciseFailure, match="return a number"):
-        ch14.check_balanced_accuracy(lambda s, t: "half")
+def _counts(said, targets):
+    h = sum(y and t for y, t in zip(said, targets))
+    m = sum((not y) and t for y, t in zip(said, targets))
+    f = sum(y and not t for y, t in zip(said, targets))
+    c = sum((not y) and (not t) for y, t in zip(said, targets))
+    return h, m, f, c
 
 
-def test_span_from_curve():
-    from wmlib.probes import span_from_curve
+def test_dprime():
+    def right(said, targets):
+        h, m, f, c = _counts(said, targets)
+        return norm.ppf((h + 0.5) / (h + m + 1)) - norm.ppf((f + 0.5) / (f + c + 1))
 
-    assert ch14.check_span_from_curve(span_from_curve)
+    assert ch14.check_dprime(right)
 
-    def last_pass(lengths, accs, threshold=0.5):
-        pts = sorted(zip(lengths, accs))
-        best = pts[0][0] - 1
-        for length, a in pts:
-            if a < threshold:
-                return best
+    def uncorrected(said, targets):
+        h, m, f, c = _counts(said, targets)
+        return norm.ppf(h / (h + m)) - norm.ppf(f / (f + c))
+
+    def swapped(said, targets):
+        return -right(said, targets)
+
+    def difference(said, targets):
+        h, m, f, c = _counts(said, targets)
+        return h / (h + m) - f / (f + c)
+
+    for wrong, message in ((uncorrected, "correction"), (swapped, "negative"), (difference, "z-scores")):
+        with pytest.raises(ExerciseFailure, match=message):
+            ch14.check_dprime(wrong)
+
+
+def test_effective_length():
+    def right(counts, threshold):
+        best = None
+        for length in sorted(counts):
+            if not wilson(*counts[length]).above(threshold):
+                break
             best = length
         return best
 
-    def first_fail(lengths, accs, threshold=0.5):
-        pts = sorted(zip(lengths, accs))
-        return next((length for length, a in pts if a < threshold), pts[-1][0])
+    assert ch14.check_effective_length(right)
 
-    with pytest.raises(ExerciseFailure, match="last length that passed"):
-        ch14.check_span_from_curve(last_pass)
-    with pytest.raises(ExerciseFailure, match="first failing length"):
-        ch14.check_span_from_curve(first_fail)
-    with pytest.raises(ExerciseFailure, match="sort"):
-        ch14.check_span_from_curve(_no_sort)
+    def no_stop(counts, threshold):
+        passing = [L for L in counts if wilson(*counts[L]).above(threshold)]
+        return max(passing) if passing else None
 
+    def by_point(counts, threshold):
+        best = None
+        for length in sorted(counts):
+            if counts[length][0] / counts[length][1] <= threshold:
+                break
+            best = length
+        return best
 
-def _no_sort(lengths, accs, threshold=0.5):
-    prev_len, prev_acc = lengths[0] - 1, 1.0
-    for length, acc in zip(lengths, accs):
-        if acc < threshold:
-            return prev_len + (prev_acc - threshold) / (prev_acc - acc) * (length - prev_len)
-        prev_len, prev_acc = length, acc
-    return float(lengths[-1])
+    def zero(counts, threshold):
+        return right(counts, threshold) or 0
+
+    for wrong, message in ((no_stop, "longest passing"), (by_point, "point estimate"), (zero, "None")):
+        with pytest.raises(ExerciseFailure, match=message):
+            ch14.check_effective_length(wrong)
 
 
 def test_unattempted_exercise_is_reported_as_such():
@@ -98,4 +141,4 @@ def test_unattempted_exercise_is_reported_as_such():
         raise NotImplementedError
 
     with pytest.raises(ExerciseIncomplete, match="not attempted"):
-        ch14.check_span_from_curve(stub)
+        ch14.check_dprime(stub)

@@ -1,48 +1,35 @@
-"""wmlib.probes: prompt construction, scoring, determinism and context limits.
+"""wmlib.probes: the tasks' generators, the oracle (1.0 everywhere) and the coin (chance), scoring by
+characters, intervals and effective lengths, KV policies, the report and the ``wmlib probe`` CLI.
 
-Most tests use a tiny random Llama with a character-level tokenizer, built here, so they run in
-seconds and need no download. One test checks the packaged SmolLM2 on an easy needle.
+Most tests use fake models (wmlib.probes.oracle) or a tiny random Llama with a character-level
+tokenizer, so they run in seconds and need no download. One test checks the packaged SmolLM2.
 """
 
 import json
 import random
 import re
+import subprocess
+import sys
+from collections import Counter
 
 import pytest
 import torch
 
 from wmlib.cli import main
 from wmlib.probes import (
-    ContextTooLong, ProbeLM, ProbeResult, binary_scores, check_scores_in_unit_interval, format_scores,
-    roc_auc, run_digit_span, run_lost_in_the_middle, run_n_back, run_needle, run_probe, settings_for,
+    GROUPS, TASKS, ContextTooLong, Item, ProbeLM, effective_length, estimate, evaluate, get_tasks, parse_policy,
     span_from_curve,
 )
-from wmlib.probes.digit_span import digit_sequence, span_prompt
-from wmlib.probes.lost_in_the_middle import kv_prompt, position_index, random_id
-from wmlib.probes.n_back import LETTERS, nback_prompt, nback_trial, zero_back_trial
-from wmlib.probes.needle import haystack_sentences, needle_item
+from wmlib.probes.memory import score_under_policies
+from wmlib.probes.n_back import make_block
+from wmlib.probes.oracle import CHAT_TEMPLATE, OracleLM, RandomLM, char_tokenizer, parse_conversation
+from wmlib.probes.tasks import fit_to_length, item_prompt_ids, join_parts, score_item
+from wmlib.stats import Estimate
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}[assistant] {% endif %}"
-)
+LENGTHS = [1200, 2000]  # characters = tokens for the character-level tokenizer
 
 
-def tiny_tokenizer(chat_template=None):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = [chr(i) for i in range(32, 127)] + ["\n"]
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-    tok.chat_template = chat_template
-    return tok
-
-
-def tiny_model(vocab_size, max_positions=2048, seed=0):
+def tiny_model(vocab_size, max_positions=4096, seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -53,15 +40,26 @@ def tiny_model(vocab_size, max_positions=2048, seed=0):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    tok = tiny_tokenizer(CHAT_TEMPLATE)
+def tok():
+    return char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny(tok):
     return ProbeLM(tiny_model(len(tok)), tok, name="tiny-llama", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def tiny_plain():
-    tok = tiny_tokenizer(None)
+    tok = char_tokenizer(None)
     return ProbeLM(tiny_model(len(tok)), tok, name="tiny-plain", device="cpu")
+
+
+def settings_for(task, limit=2):
+    extra = {"limit": limit}
+    if task.length_axis == "length":
+        extra["lengths"] = LENGTHS
+    return task.settings(quick=True, **extra)
 
 
 # ---------------------------------------------------------------------------------- the LM wrapper
@@ -69,9 +67,9 @@ def test_chat_template_is_used_when_present(tiny, tiny_plain):
     assert tiny.use_chat_template and not tiny_plain.use_chat_template
     assert tiny.render("hello", "Answer:") == "[user] hello\n[assistant] Answer:"
     assert tiny_plain.render("hello", "Answer:") == "hello\nAnswer:"
-    assert tiny.tokenizer.decode(tiny.prompt_ids("hi", "A:")) == "[user] hi\n[assistant] A:"
     with pytest.raises(ValueError, match="no chat template"):
         ProbeLM(tiny_plain.model, tiny_plain.tokenizer, use_chat_template=True)
+    assert not ProbeLM(tiny.model, tiny.tokenizer, use_chat_template="off").use_chat_template
 
 
 def test_greedy_match_is_what_generate_writes(tiny):
@@ -86,233 +84,355 @@ def test_greedy_match_is_what_generate_writes(tiny):
     scored = tiny.score_answers(prompts, answers)
     assert all(s.correct and s.token_accuracy == 1.0 for s in scored)
     wrong = [a[:-1] + [(a[-1] + 1) % len(tiny.tokenizer)] for a in answers]  # last token changed
-    scored = tiny.score_answers(prompts, wrong)
-    assert not any(s.correct for s in scored) and all(s.token_accuracy == 0.75 for s in scored)
+    assert not any(s.correct for s in tiny.score_answers(prompts, wrong))
 
 
 def test_left_padding_does_not_change_scores(tiny):
-    """Scores of a prompt are the same alone and in a padded batch with longer prompts."""
     prompts = [tiny.prompt_ids("x" * n, "A:") for n in (3, 40, 17)]
     answers = [tiny.encode(" 42"), tiny.encode(" 7"), tiny.encode(" 123")]
-    batched = tiny.score_answers(prompts, answers)
-    for p, a, b in zip(prompts, answers, batched):
+    for p, a, b in zip(prompts, answers, tiny.score_answers(prompts, answers)):
         alone = tiny.score_answers([p], [a])[0]
-        assert alone.correct == b.correct
-        assert alone.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert alone.correct == b.correct and alone.logprob == pytest.approx(b.logprob, abs=1e-4)
 
 
-def test_token_budget_changes_batches_not_scores(tiny):
-    """A tiny token budget splits the prompts into many batches (wmlib.lm.batches_by_tokens, tested
-    in test_lm.py) and must give the same scores as one big batch."""
-    small = ProbeLM(tiny.model, tiny.tokenizer, batch_tokens=50, max_batch=2)
-    prompts = [small.encode(t) for t in ["one two three", "a", "the cat sat on the mat today", "x y"]]
-    answers = [small.encode(t) for t in [" four", " b", " again", " z w"]]
-    a = small.score_answers(prompts, answers)
-    b = tiny.score_answers(prompts, answers)
-    assert [x.predicted for x in a] == [x.predicted for x in b]
-    assert all(abs(x.logprob - y.logprob) < 1e-4 for x, y in zip(a, b))
-
-
-def test_choose_matches_answer_logprobs(tiny):
-    prompts = [tiny.prompt_ids(u, "Answer:") for u in ("is it?", "maybe")]
-    single = tiny.choose(prompts, [" y", " n"])  # one token each: one forward pass
-    for i, p in enumerate(prompts):
-        for j, c in enumerate([" y", " n"]):
-            whole = tiny.score_answers([p], [tiny.encode(c)])[0].logprob
-            assert single[i, j].item() == pytest.approx(whole, abs=1e-4)
-    # spellings of one answer add their probabilities
-    grouped = tiny.choose(prompts, [[" y", " Y"], [" n", " N"]])
-    y_and_Y = tiny.choose(prompts, [" y", " Y"])
-    assert torch.allclose(grouped[:, 0], torch.logsumexp(y_and_Y, dim=-1), atol=1e-5)
-    multi = tiny.choose(prompts, [" yes", " no"])  # several tokens: scored as whole answers
-    assert multi.shape == (2, 2) and torch.isfinite(multi).all()
-    with pytest.raises(ValueError, match="at least two"):
-        tiny.choose(prompts, [" yes"])
-    with pytest.raises(ValueError, match="same tokens"):
-        tiny.choose(prompts, [" yes", " yes"])
-
-
-# ---------------------------------------------------------------------------------- context limits
-def test_context_limit_errors():
-    tok = tiny_tokenizer(CHAT_TEMPLATE)
-    model = tiny_model(len(tok), max_positions=256)
-    lm = ProbeLM(model, tok, name="short-model")
-    assert lm.context_limit == 256
-    with pytest.raises(ContextTooLong, match=r"needle \(context_length=400\).*256.*max_position_embeddings"):
-        run_needle(lm, context_lengths=[400], depths=[0.5], trials=1)
+def test_context_limit_errors(tok):
+    lm = ProbeLM(tiny_model(len(tok), max_positions=256), tok, name="short-model")
+    with pytest.raises(ContextTooLong, match=r"niah_single \(length=400, depth=0.5\).*256"):
+        evaluate(lm, get_tasks("niah_single"), lengths=[400], limit=1, overrides={"niah_single": {"depths": [0.5]}})
     with pytest.raises(ContextTooLong, match="exceeds the model's own limit of 256"):
-        ProbeLM(model, tok, max_context=1000)
-    capped = ProbeLM(model, tok, max_context=100)
-    with pytest.raises(ContextTooLong, match=r"lost in the middle \(n_pairs=20\).*100.*--max-context"):
-        run_lost_in_the_middle(capped, n_pairs=[20], positions=[0.0], trials=1)
-    with pytest.raises(ContextTooLong, match=r"digit span \(length=90\)"):
-        run_digit_span(capped, lengths=[90], trials=1)
-    with pytest.raises(ValueError, match="positive int"):
-        ProbeLM(model, tok, max_context=0)
+        ProbeLM(lm.model, tok, max_context=1000)
 
 
-# ---------------------------------------------------------------------------------- the probes
-def test_needle_item_places_the_needle(tiny):
-    for depth in (0.0, 0.5, 1.0):
-        item = needle_item(tiny, 300, depth, random.Random(3))
-        doc = item["user"].split("\n\nQuestion:")[0]
-        sentences = re.split(r"(?<=\.) ", doc)
-        code = item["answer"].strip(" .")
-        where = [i for i, s in enumerate(sentences) if code in s]
-        assert len(where) == 1 and sentences[where[0]].startswith("The secret code for the")
-        if depth == 0.0:
-            assert where[0] == 0
-        if depth == 1.0:
-            assert where[0] == len(sentences) - 1
-        assert 250 <= item["document_tokens"] <= 300  # the document fills the requested length
-        assert item["prefix"] in sentences[where[0]] and re.fullmatch(r" \d{5}\.", item["answer"])
-    item = needle_item(tiny, 300, 0.5, random.Random(4), distractors=3)
-    doc = item["user"].split("\n\nQuestion:")[0]
-    needles = re.findall(r"The secret code for the (\w+) vault is (\d{5})\.", doc)
-    assert len(needles) == 4 and len({c for c, _ in needles}) == 4 and len({n for _, n in needles}) == 4
-    asked = item["prefix"].split()[-3]
-    assert (asked, item["answer"].strip(" .")) in needles
-    stream = haystack_sentences(random.Random(0))
-    filler = " ".join(next(stream) for _ in range(200))
-    assert not re.search(r"\d|secret|code", filler)
-    with pytest.raises(ValueError, match="depth"):
-        needle_item(tiny, 300, 1.5, random.Random(0))
+# ---------------------------------------------------------------------------------- the registry
+def test_missing_data_stops_the_run_before_any_scoring(tok, monkeypatch):
+    import wmlib.probes.needle as needle
+
+    def missing():
+        raise RuntimeError("no sst2 here")
+
+    monkeypatch.setattr(needle, "_sst2_pool", missing)
+    lm = ProbeLM(RandomLM(tok, seed=0), tok, name="coin", device="cpu")
+    scored = []
+    monkeypatch.setattr(lm, "score_answers", lambda *a, **k: scored.append(1))
+    with pytest.raises(RuntimeError, match="no sst2"):
+        evaluate(lm, get_tasks("niah_single,niah_multikey"), quick=True, lengths=[LENGTHS[0]], limit=1)
+    assert not scored  # niah_single (synthetic) was not scored first
 
 
-def test_needle_runs_deterministically(tiny):
-    a = run_needle(tiny, context_lengths=[64, 128], depths=[0.0, 1.0], trials=2, seed=5)
-    b = run_needle(tiny, context_lengths=[64, 128], depths=[0.0, 1.0], trials=2, seed=5)
-    c = run_needle(tiny, context_lengths=[64, 128], depths=[0.0, 1.0], trials=2, seed=6)
-    assert a.scores == b.scores and a.examples == b.examples
-    assert a.examples != c.examples
-    assert set(a.scores) == {"64", "128"} and set(a.scores["64"]) == {"0", "1"}
-    check_scores_in_unit_interval(a.scores)
-    assert a.settings["chat_template"] is True
+def test_registry_lists_at_least_eight_tasks():
+    assert len(TASKS) >= 8
+    assert {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "lost_in_the_middle", "vt", "cwe",
+            "nback", "digit_span_forward", "digit_span_backward"} <= set(TASKS)
+    assert [t.name for t in get_tasks("needle,vt")] == GROUPS["needle"] + ["vt"]
+    assert len(get_tasks("all")) == len(TASKS) and len(get_tasks("vt,vt,ruler")) == len(GROUPS["ruler"])
+    with pytest.raises(ValueError, match="unknown task 'stroop'"):
+        get_tasks("vt,stroop")
+    with pytest.raises(ValueError, match="no setting"):
+        TASKS["vt"].settings(quick=True, lenghts=[3])
+    with pytest.raises(ValueError, match="limit"):
+        TASKS["vt"].settings(quick=True, limit=0)
 
 
-def test_kv_prompt_and_positions():
-    rng = random.Random(0)
-    uuid = random_id(rng)
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", uuid)
-    assert re.fullmatch(r"[0-9a-f]{6}", random_id(rng, 6))
-    pairs = [(random_id(rng, 4), random_id(rng, 4)) for _ in range(5)]
-    user, prefix, answer = kv_prompt(pairs, 3)
-    assert json.loads(user.split("JSON data:\n")[1].split("\n\nKey:")[0]) == dict(pairs)
-    assert answer == pairs[3][1] + '"' and pairs[3][0] in prefix and f'Key: "{pairs[3][0]}"' in user
-    assert [position_index(f, 11) for f in (0, 0.5, 1)] == [0, 5, 10]
-    with pytest.raises(ValueError, match="outside"):
-        kv_prompt(pairs, 5)
+# ---------------------------------------------------------------------------------- oracle and coin
+@pytest.mark.parametrize("name", list(TASKS))
+def test_oracle_scores_one_on_every_task(name, tok):
+    task = TASKS[name]
+    lm = ProbeLM(OracleLM(task, tok), tok, name="oracle", device="cpu")
+    report = evaluate(lm, [task], quick=True, lengths=LENGTHS, limit=2)
+    r = report.task(name)
+    assert r["exact"] == 1.0, r
+    if task.kind == "greedy":
+        assert r["partial"] == 1.0 and r["chars"] == 1.0
+        assert all(e["by_point"] for e in [r["effective_" + task.length_axis]])
+    else:
+        for s in r["by_n"].values():
+            assert s["hit_rate"]["value"] == 1.0 and s["false_alarm_rate"]["value"] == 0.0
+            assert s["dprime"]["value"] > 3
+
+
+def test_random_model_scores_at_chance(tok):
+    lm = ProbeLM(RandomLM(tok, seed=1), tok, name="coin", device="cpu")
+    greedy = [t for t in TASKS.values() if t.kind == "greedy"]
+    report = evaluate(lm, greedy, quick=True, lengths=[LENGTHS[0]], limit=2)
+    for t in greedy:
+        r = report.task(t.name)
+        assert r["exact"] == 0.0 and r["exact_ci95"][0] == 0.0  # chance is ~0 for these answers
+    nback = evaluate(lm, get_tasks("nback"), limit=12, overrides={"nback": {"ns": [1, 2]}}).task("nback")
+    for s in nback["by_n"].values():
+        d = s["dprime"]
+        assert d["low"] < 0 < d["high"], d  # d' = 0 (chance) inside the interval
+        assert s["accuracy"]["low"] < 0.5 < s["accuracy"]["high"]
+        assert abs(s["hit_rate"]["value"] - s["false_alarm_rate"]["value"]) < 0.15
+
+
+def test_parse_conversation():
+    text = "[user] hi\nthere\n[assistant] OK\n[user] 4\n[assistant] The dig"
+    msgs, reply = parse_conversation(text)
+    assert msgs == [{"role": "user", "content": "hi\nthere"}, {"role": "assistant", "content": "OK"},
+                    {"role": "user", "content": "4"}] and reply == "The dig"
+    assert parse_conversation("[user] hi\n")[1] is None
+
+
+# ---------------------------------------------------------------------------------- generators
+def _items(name, tiny, limit=2, **extra):
+    task = TASKS[name]
+    settings = settings_for(task, limit)
+    settings.update(extra)
+    return task, task.items(tiny, settings, seed=0)
+
+
+NEEDLE_RE = re.compile(r"One of the special magic numbers for ([a-z]+-[a-z]+) is: (\d{7})\.")
+
+
+@pytest.mark.parametrize("name", ["niah_single", "niah_single_natural", "niah_multikey", "niah_multivalue",
+                                  "niah_multiquery"])
+def test_needle_items_have_the_properties_they_claim(name, tiny):
+    task, items = _items(name, tiny, depths=[0.0, 0.5, 1.0])
+    for it in items:
+        user = it.user
+        needles = NEEDLE_RE.findall(user)
+        assert len(needles) == task.keys * task.values  # every needle present, once
+        assert len(set(needles)) == len(needles) and len({v for _, v in needles}) == len(needles)
+        assert it.meta["user_tokens"] <= it.cell["length"] and it.meta["user_tokens"] > 0.8 * it.cell["length"]
+        asked = [v for v in it.part_texts]
+        assert len(asked) == task.values * task.queries and all(user.count(v) == 1 for v in asked)
+        assert task.solve(it.messages) == it.prefix + it.answer  # the answer follows from the prompt, uniquely
+        # depth as requested: the first asked-for needle sits at that fraction of the document
+        assert abs(it.meta["needle_char_depth"] - it.cell["depth"]) < 0.2
+        doc = user.split("afterwards.\n", 1)[1]
+        if it.cell["depth"] == 0.0:
+            assert doc.startswith("One of the special magic numbers")
+    for length in LENGTHS:  # the same document at every depth: the needle moves monotonically
+        for doc_id in (0, 1):
+            depths = [it.meta["needle_char_depth"] for it in items if (it.cell["length"], it.doc_id) == (length, doc_id)]
+            assert depths == sorted(depths) and len(depths) == 3
+    if name == "niah_single":
+        assert not re.search(r"\d|magic", " ".join(__import__("wmlib.probes.needle", fromlist=["x"])
+                                                   .synthetic_sentences(random.Random(0), 200)))
+
+
+def test_depths_share_one_document(tiny):
+    """Depths are compared on the same material: the haystack is the same at every depth."""
+    _, items = _items("niah_single", tiny, limit=1, depths=[0.0, 1.0])
+    strip = [re.sub(r"\s+", " ", NEEDLE_RE.sub("", it.user)) for it in items if it.cell["length"] == LENGTHS[0]]
+    assert strip[0] == strip[1] and items[0].answer == items[1].answer
+
+
+def test_items_are_deterministic_by_seed(tiny):
+    task = TASKS["vt"]
+    s = settings_for(task)
+    a, b, c = task.items(tiny, s, seed=3), task.items(tiny, s, seed=3), task.items(tiny, s, seed=4)
+    assert [x.user for x in a] == [x.user for x in b] and [x.user for x in a] != [x.user for x in c]
 
 
 def test_lost_in_the_middle_moves_one_pair(tiny):
-    r = run_lost_in_the_middle(tiny, n_pairs=[6], positions=[0.0, 1.0], trials=2, id_length=4, seed=1)
-    assert set(r.scores) == {"accuracy", "first_token_accuracy", "token_accuracy"}
-    assert set(r.scores["accuracy"]["6"]) == {"0", "1"}
-    check_scores_in_unit_interval(r.scores)
-    first, last = r.examples[0], r.examples[1]
-    assert first["answer"] == last["answer"]  # the same pair, moved from first to last place
-    again = run_lost_in_the_middle(tiny, n_pairs=[6], positions=[0.0, 1.0], trials=2, id_length=4, seed=1)
-    assert again.scores == r.scores and again.examples == r.examples
+    task, items = _items("lost_in_the_middle", tiny, positions=[0.0, 0.5, 1.0], id_length=8)
+    for it in items:
+        obj = json.loads(re.search(r"JSON data:\n(\{.*?\n\})", it.user, re.S).group(1))
+        key = re.search(r'Key: "(\w+)"', it.user).group(1)
+        keys = list(obj)
+        assert keys.index(key) == round(it.cell["position"] * (len(keys) - 1)) == it.meta["index"]
+        assert list(obj.values()).count(obj[key]) == 1 and it.answer == obj[key] + '"'
+        assert it.part_texts == [obj[key]]  # the closing quote is not part of the answer
+    same = [it for it in items if it.cell["length"] == LENGTHS[0] and it.doc_id == 0]
+    assert len({it.answer for it in same}) == 1  # the same pair at every position
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_nback_trials_have_the_kind_asked_for(n):
-    rng = random.Random(n)
-    for _ in range(50):
-        t = nback_trial(n, 8, "target", rng)
-        assert t[-1] == t[-1 - n] and len(t) == 8 and set(t) <= set(LETTERS)
-        lure = nback_trial(n, 8, "lure", rng)
-        near = [lure[-1 - k] for k in (n - 1, n + 1) if k >= 1]
-        assert lure[-1] != lure[-1 - n] and lure[-1] in near
-        plain = nback_trial(n, 8, "nontarget", rng)
-        assert plain[-1] != plain[-1 - n] and plain[-1] not in [plain[-1 - k] for k in (n - 1, n + 1) if k >= 1]
-    seq, cue = zero_back_trial(6, "target", rng)
-    assert cue == seq[-1]
-    seq, cue = zero_back_trial(6, "lure", rng)
-    assert cue != seq[-1] and cue in seq
-    seq, cue = zero_back_trial(6, "nontarget", rng)
-    assert cue not in seq
-    assert "Is the last letter (B) the letter K?" in nback_prompt(list("CDB"), 0, "K")[0]
-    user, prefix = nback_prompt(list("BCDB"), 3)
-    assert "B\nC\nD\nB" in user and "3 positions before" in user and prefix == "Answer:"
-    with pytest.raises(ValueError, match="length"):
-        nback_trial(3, 4, "target", rng)
+def test_variable_tracking_items(tiny):
+    task, items = _items("vt", tiny)
+    for it in items:
+        value = re.findall(r"assigned the value (\d+) in the text above", it.user)[-1]
+        body = it.user.split("they are:")[-1]
+        chain = re.findall(r"VAR ([A-Z]{5}) = ", body)
+        assert chain == it.part_texts and len(chain) == 5 and len(set(chain)) == 5
+        assert body.count(f"= {value}") == 1 and task.solve(it.messages) == it.prefix + it.answer
 
 
-def test_nback_scores_are_chance_aware(tiny):
-    r = run_n_back(tiny, ns=[0, 1, 2], trials=8, length=6, seed=0)
-    assert set(r.scores) == {"0", "1", "2"}
-    for s in r.scores.values():
-        assert {"accuracy", "balanced_accuracy", "f1", "auc", "discrimination", "lure_false_alarm_rate"} <= set(s)
-    check_scores_in_unit_interval(r.scores)
-    assert run_n_back(tiny, ns=[0, 1, 2], trials=8, length=6, seed=0).scores == r.scores
+def test_common_words_items(tiny):
+    task, items = _items("cwe", tiny)
+    for it in items:
+        listing = it.user.rsplit("Memorize the ones that appear most often.\n", 1)[1].split("\nQuestion")[0]
+        counts = Counter(re.findall(r"\d+\. ([a-z]+)", listing))
+        common = [w for w, c in counts.items() if c == 6]
+        assert len(common) == 5 and all(c in (1, 6) for c in counts.values())
+        assert set(it.part_texts) == set(common)
+        firsts = sorted(common, key=lambda w: listing.index(f". {w} ") if f". {w} " in listing else listing.index(f". {w}"))
+        assert it.part_texts == firsts
 
 
-def test_binary_scores_and_auc():
-    labels = [True, True, False, False]
-    always_no = binary_scores([False] * 4, labels)
-    assert always_no["accuracy"] == 0.5 and always_no["balanced_accuracy"] == 0.5
-    assert always_no["f1"] == 0.0 and always_no["discrimination"] == 0.0
-    perfect = binary_scores(labels, labels)
-    assert perfect == {"accuracy": 1.0, "balanced_accuracy": 1.0, "f1": 1.0, "hit_rate": 1.0,
-                       "false_alarm_rate": 0.0, "discrimination": 1.0}
-    # 3 negatives, 1 positive: always "no" gets 75 % accuracy but chance-level balanced accuracy
-    skewed = binary_scores([False] * 4, [True, False, False, False])
-    assert skewed["accuracy"] == 0.75 and skewed["balanced_accuracy"] == 0.5
-    assert roc_auc([3, 2, 1, 0], labels) == 1.0 and roc_auc([0, 1, 2, 3], labels) == 0.0
-    assert roc_auc([1, 1, 1, 1], labels) == 0.5
-    with pytest.raises(ValueError, match="positive and one negative"):
-        roc_auc([1, 2], [True, True])
-    with pytest.raises(ValueError, match="labels"):
-        binary_scores([True], [True, False])
+def test_nback_blocks():
+    for n in (0, 1, 2, 3):
+        rng = random.Random(n)
+        for _ in range(20):
+            b = make_block(n, rng)
+            assert len(b.letters) == 30 and sum(b.targets) == 10
+            for t, (x, target) in enumerate(zip(b.letters, b.targets)):
+                match = (x == b.cue) if n == 0 else (t >= n and x == b.letters[t - n])
+                assert match == target  # no accidental matches
+    with pytest.raises(ValueError, match="targets"):
+        make_block(3, random.Random(0), trials=10, targets=8)
 
 
-def test_digit_span_prompt_and_span():
-    rng = random.Random(0)
-    seq = digit_sequence(12, rng)
-    assert len(seq) == 12 and all(a != b for a, b in zip(seq, seq[1:]))
-    user, prefix, answer = span_prompt([4, 1, 7], "forward")
-    assert "4, 1, 7" in user and answer == " 4, 1, 7." and prefix == "The digits are:"
-    assert span_prompt([4, 1, 7], "backward")[2] == " 7, 1, 4."
-    assert span_prompt([4, 1, 7], "forward", " ")[2] == " 4 1 7."
-    with pytest.raises(ValueError, match="order"):
-        span_prompt([1], "sideways")
+def test_digit_span_items(tiny):
+    task, items = _items("digit_span_backward", tiny, digits=[4])
+    for it in items:
+        shown = [m["content"].splitlines()[-1] for m in it.messages if m["role"] == "user"][:-1]
+        assert it.part_texts == shown[::-1] and all(a != b for a, b in zip(shown, shown[1:]))
+        assert "Now repeat" in it.messages[-1]["content"] and shown[0] not in it.messages[-1]["content"]
     assert span_from_curve([3, 4, 5, 6], [1.0, 1.0, 0.0, 0.0]) == 4.5
-    assert span_from_curve([3, 5, 7], [1.0, 0.75, 0.25]) == 6.0
-    assert span_from_curve([3, 5], [1.0, 1.0]) == 5.0  # never fails: a lower bound
-    assert span_from_curve([3, 4], [0.0, 0.0]) == 2.5  # fails from the start
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        span_from_curve([3], [1.5])
+    assert span_from_curve([3, 5], [1.0, 1.0]) == 5.0
 
 
-def test_digit_span_runs(tiny_plain):
-    r = run_digit_span(tiny_plain, lengths=[2, 4], trials=3, seed=0)
-    assert set(r.scores["accuracy"]) == {"2", "4"} and "span" in r.summary
-    assert 0 <= r.summary["first_digit_right"] <= 1 and 0 <= r.summary["first_digit_is_the_lists_first"] <= 1
-    check_scores_in_unit_interval(r.scores)
-    back = run_digit_span(tiny_plain, lengths=[2, 4], trials=3, order="backward", seed=0)
-    assert back.settings["order"] == "backward"
+def test_fit_to_length():
+    build = lambda k: "x" * (10 + 3 * k)  # noqa: E731
+    k, text = fit_to_length(len, build, 100, "toy")
+    assert k == 30 and len(text) == 100
+    with pytest.raises(ValueError, match="too short"):
+        fit_to_length(len, build, 5, "toy")
 
 
-def test_scores_checker_and_table():
-    check_scores_in_unit_interval({"a": {"b": 0.5, "c": 1}})
-    for bad, msg in (({"a": 1.5}, "outside"), ({"a": "x"}, "number"), ({}, "empty"), ({"a": float("nan")}, "outside")):
+# ---------------------------------------------------------------------------------- scoring by characters
+def test_characters_right_count_answer_characters_not_tokens(tiny):
+    item = Item("t", 0, {}, [{"role": "user", "content": "q"}], "is \"", 'ab12"', [(0, 4)])
+    ids = tiny.encode(item.answer)  # one token per character here
+    only_quote = [ids[0] + 1, ids[1] + 1, ids[2] + 1, ids[3] + 1, ids[4]]
+    m = score_item(tiny, item, ids, only_quote, -1.0)
+    assert m["exact"] is False and m["partial"] == 0.0 and m["chars"] == 0.0  # the quote does not count
+    half = [ids[0], ids[1], ids[2] + 1, ids[3], ids[4]]
+    m = score_item(tiny, item, ids, half, -1.0)
+    assert m["chars"] == 0.75 and m["partial"] == 0.0 and m["greedy"] == "ab" + tiny.tokenizer.decode([ids[2] + 1])
+    text, parts = join_parts(["123", "45"])
+    assert text == " 123, 45." and [text[a:b] for a, b in parts] == ["123", "45"]
+
+
+def test_characters_follow_offsets_of_multi_character_tokens():
+    from wmlib.probes.tasks import answer_char_spans
+
+    class Fake:  # a tokenizer whose tokens span several characters, without offsets
+        name = "fake"
+
+        class tokenizer:  # noqa: N801
+            pieces = {7: " 12", 8: "34", 9: '5"'}
+
+            @staticmethod
+            def __call__(text, **kw):
+                raise NotImplementedError
+
+            @classmethod
+            def decode(cls, ids):
+                return "".join(cls.pieces[i] for i in ids)
+
+    spans = answer_char_spans(Fake, ' 12345"', [7, 8, 9])
+    assert spans == [(0, 3), (3, 5), (5, 7)]
+
+
+# ---------------------------------------------------------------------------------- intervals, effective length
+def test_estimate_and_effective_length():
+    e = estimate([1, 1, 0, 1])
+    assert e.method == "Wilson" and e.value == 0.75
+    assert estimate([0.5, 1.0, 0.25]).method == "bootstrap"
+    mk = lambda v, lo, hi: Estimate(v, lo, hi, 20, "Wilson")  # noqa: E731
+    curve = {256: mk(0.95, 0.87, 0.99), 512: mk(0.9, 0.7, 0.97), 1024: mk(0.5, 0.3, 0.7), 2048: mk(0.9, 0.86, 0.95)}
+    eff = effective_length(curve, 0.856)
+    assert eff["by_point"] == 512 and eff["by_interval"] == 256  # stops at the first failing length
+    assert effective_length({256: mk(0.5, 0.3, 0.7)})["by_point"] is None
+    with pytest.raises(ValueError, match="threshold"):
+        effective_length(curve, 1.5)
+
+
+# ---------------------------------------------------------------------------------- KV policies
+def test_parse_policy():
+    assert parse_policy("full").kind == "full"
+    w = parse_policy("window:256")
+    assert (w.kind, w.budget) == ("window", 256)
+    s = parse_policy("sinks:4+252")
+    assert (s.kind, s.budget, s.sinks) == ("sinks", 256, 4)
+    h = parse_policy("h2o:128+64")
+    assert (h.budget, h.recent) == (192, 64) and parse_policy("h2o:256").recent is None
+    for bad, msg in (("lru:5", "unknown KV policy"), ("window:1", "at least 2"), ("sinks:4", "sinks:S\\+R"),
+                     ("window:3+4", "one number")):
         with pytest.raises(ValueError, match=msg):
-            check_scores_in_unit_interval(bad)
-    table = format_scores({"128": {"0": 1.0, "0.5": 0.5}, "256": {"0": 0.25, "0.5": 0.0}}, "length")
-    assert "length" in table and "0.50" in table and "0.25" in table
-    nested = format_scores({"accuracy": {"10": {"0": 1.0}}, "token_accuracy": {"10": {"0": 0.5}}})
-    assert "accuracy" in nested and "token_accuracy" in nested
+            parse_policy(bad)
 
 
-def test_run_probe_by_name(tiny):
-    r = run_probe("digit-span", model=tiny, quick=True, lengths=[2], trials=2)
-    assert isinstance(r, ProbeResult) and r.probe == "digit-span" and r.model == "tiny-llama"
-    assert settings_for("needle", quick=True)["context_lengths"] != settings_for("needle")["context_lengths"]
-    with pytest.raises(ValueError, match="unknown probe"):
-        run_probe("stroop", model=tiny)
-    with pytest.raises(ValueError, match="no setting"):
-        run_probe("needle", model=tiny, lenghts=[3])
+def test_policies_match_the_full_cache_when_nothing_is_evicted(tiny):
+    prompts = [tiny.prompt_ids("x" * n + " tell me", "A:") for n in (30, 50)]
+    answers = [tiny.encode(" 123"), tiny.encode(" 45")]
+    specs = [parse_policy(p) for p in ("full", "window:200", "window:24", "sinks:2+22", "h2o:12+12")]
+    out = score_under_policies(tiny, prompts, answers, specs)
+    full = tiny.score_answers(prompts, answers)
+    for i, r in enumerate(full):
+        assert out["full"][i][0] == list(r.predicted)
+        assert out["window:200"][i][0] == list(r.predicted)  # the budget holds everything: nothing evicted
+        assert out["window:200"][i][1] == pytest.approx(r.logprob, abs=1e-3)
+    # stream_under_budget with nothing to evict computes the same as the batched forward pass
+    from wmlib.kv_cache import CachedDecoder, stream_under_budget
+
+    ids = torch.tensor([prompts[0] + answers[0]])
+    res = stream_under_budget(CachedDecoder(tiny.model), ids, None)
+    span = slice(len(prompts[0]) - 1, len(prompts[0]) + len(answers[0]) - 1)
+    assert res.predictions[0, span].tolist() == list(full[0].predicted)
+    for label in ("window:24", "sinks:2+22", "h2o:12+12"):
+        assert all(len(pred) == len(a) for (pred, _), a in zip(out[label], answers))
+    # H2O rows of different lengths side by side (padded at the end) = each alone
+    one = score_under_policies(tiny, prompts, answers, [parse_policy("h2o:12+12")], rows=1)["h2o:12+12"]
+    for (p1, l1), (p2, l2) in zip(one, out["h2o:12+12"]):
+        assert p1 == p2 and l1 == pytest.approx(l2, abs=1e-4)
+
+
+@pytest.mark.parametrize("label", ["window:40", "sinks:4+36", "window:7", "sinks:1+9"])
+def test_window_and_sinks_masks_equal_streaming_under_eviction(label, tiny):
+    """One forward pass with the policy's mask computes what reading token by token with eviction does."""
+    from wmlib.kv_cache import CachedDecoder, stream_under_budget
+    from wmlib.probes.memory import _masked_predictions
+
+    ids = torch.randint(3, 90, (150,), generator=torch.Generator().manual_seed(0)).tolist()
+    spec = parse_policy(label)
+    res = stream_under_budget(CachedDecoder(tiny.model), torch.tensor([ids]), spec.build())
+    logp = _masked_predictions(tiny, ids, [spec], len(ids))[0, :-1]
+    assert torch.equal(logp.argmax(-1), res.predictions[0])
+    nll = -logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+    assert torch.allclose(nll, res.nll[0], atol=1e-4)
+
+
+def test_evaluate_under_policies_gives_a_memory_table(tiny):
+    report = evaluate(tiny, get_tasks("niah_single,nback"), lengths=[600], limit=1,
+                      policies=["full", "window:300", "sinks:4+296", "h2o:300"],
+                      overrides={"niah_single": {"depths": [0.0, 1.0]}, "nback": {"ns": [1], "limit": 1}})
+    res = report.results
+    assert set(res["memory_systems"]["niah_single"]) == {"full", "window:300", "sinks:4+296", "h2o:300"}
+    assert "nback" in res["results"] and "nback@window:300" not in res["results"]
+    assert "effective length" in report.table()
+
+
+# ---------------------------------------------------------------------------------- the report
+def test_report_json_jsonl_table_and_plot(tiny, tmp_path):
+    report = evaluate(tiny, get_tasks("niah_single,lost_in_the_middle,nback,digit_span_forward"), lengths=[600],
+                      limit=1, seed=2, model_args={"dtype": "float32"},
+                      overrides={"nback": {"ns": [0, 1], "limit": 2}, "digit_span_forward": {"digits": [3, 4]}})
+    res = report.results
+    assert {"results", "configs", "versions", "n-samples", "config", "environment", "date", "prompts",
+            "total_evaluation_time_seconds"} <= set(res)
+    cfg = res["config"]
+    assert cfg["dtype"] == "torch.float32" and cfg["device"] == "cpu" and cfg["chat_template"] == "on"
+    assert cfg["seed"] == 2 and res["environment"]["torch"] == torch.__version__
+    r = res["results"]["niah_single"]
+    assert r["exact_ci95"][0] <= r["exact"] <= r["exact_ci95"][1]
+    assert {"value", "low", "high", "n", "method"} <= set(r["cells"][0]["exact"])
+    assert {"hit_rate", "false_alarm_rate", "dprime", "accuracy"} <= set(res["results"]["nback"]["by_n"]["1"])
+    written = report.write(tmp_path / "out", log_samples=True)
+    assert written[0].name.startswith("results_") and written[0].parent.name == "tiny-llama"
+    assert json.loads(written[0].read_text())["config"]["model"] == "tiny-llama"
+    rows = [json.loads(line) for p in written[1:] for line in p.read_text().splitlines()]
+    assert {r["task"] for r in rows} == {"niah_single", "lost_in_the_middle", "nback", "digit_span_forward"}
+    needle_rows = [r for r in rows if r["task"] == "niah_single"]
+    assert all({"doc_id", "cell", "prompt", "target", "resps", "exact", "partial", "chars"} <= set(r) for r in needle_rows)
+    assert report.write(tmp_path / "x.json")[0] == tmp_path / "x.json"
+    table = report.table()
+    assert "niah_single" in table and "d-prime" in table
+    png = tmp_path / "plot.png"
+    report.plot(png)
+    assert png.stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -320,54 +440,98 @@ def test_run_probe_by_name(tiny):
 def tiny_dir(tmp_path_factory):
     """The tiny model saved as a local checkpoint, loadable by path like a hub model."""
     path = tmp_path_factory.mktemp("tiny-llama")
-    tok = tiny_tokenizer(CHAT_TEMPLATE)
+    tok = char_tokenizer(CHAT_TEMPLATE)
     tiny_model(len(tok)).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
 
-@pytest.mark.parametrize("probe,settings", [
-    ("needle", {"context_lengths": [48], "depths": [0.0, 1.0], "trials": 1}),
-    ("lost-in-the-middle", {"n_pairs": [3], "positions": [0.0, 1.0], "trials": 1, "id_length": 4}),
-    ("n-back", {"ns": [1, 2], "trials": 4, "length": 5}),
-    ("digit-span", {"lengths": [2, 3], "trials": 2}),
-])
-def test_cli_writes_json_with_scores_in_unit_interval(probe, settings, tiny_dir, tmp_path, capsys):
-    out = tmp_path / f"{probe}.json"
-    code = main(["probe", probe, "--model", str(tiny_dir), "--quick", "--seed", "3", "--device", "cpu",
-                 "--set", json.dumps(settings), "--json", str(out)])
+def test_cli_ls_lists_tasks(capsys):
+    assert main(["probe", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in TASKS) and "groups:" in out
+
+
+def test_cli_run_writes_results_samples_and_plot(tiny_dir, tmp_path, capsys):
+    code = main(["probe", "run", "--tasks", "niah_single,vt,nback", "--model", str(tiny_dir), "--device", "cpu",
+                 "--model-args", "dtype=float32,batch_tokens=4096", "--chat-template", "on", "--lengths", "600,1200",
+                 "--limit", "1", "--seed", "3", "--kv-policy", "full,window:600", "--set", '{"nback": {"ns": [1]}}',
+                 "--output-path", str(tmp_path), "--log-samples", "--plot"])
     assert code == 0
-    result = json.loads(out.read_text())
-    assert {"probe", "model", "scores"} <= set(result)
-    assert result["probe"] == probe and result["model"] == str(tiny_dir)
-    check_scores_in_unit_interval(result["scores"])
-    assert result["settings"]["seed"] == 3 and result["seconds_total"] > 0
-    printed = capsys.readouterr().out
-    assert probe in printed and "time:" in printed
+    out = capsys.readouterr().out
+    assert "niah_single" in out and "effective length" in out and "wrote" in out
+    folder = next(tmp_path.iterdir())
+    results = json.loads(next(folder.glob("results_*.json")).read_text())
+    assert results["config"]["model_args"] == {"dtype": "float32", "batch_tokens": 4096}
+    assert results["config"]["kv_policies"] == ["full", "window:600"]
+    assert results["results"]["vt"]["skipped_cells"] == [{"length": 600}]  # too short for its instructions and results["config"]["seed"] == 3
+    assert len(list(folder.glob("samples_*.jsonl"))) == 3 and len(list(folder.glob("plot_*.png"))) == 1
 
 
-def test_cli_lists_every_probe():
-    from wmlib.cli.probe import PROBE_NAMES
-    from wmlib.probes import PROBES
+BAD = [
+    ["probe", "run", "--limit", "0"],
+    ["probe", "run", "--seed", "-1"],
+    ["probe", "run", "--lengths", "16"],
+    ["probe", "run", "--lengths", "256,x"],
+    ["probe", "run", "--kv-policy", "lru:5"],
+    ["probe", "run", "--kv-policy", "window:256,window:256"],
+    ["probe", "run", "--model-args", "dtype=int8"],
+    ["probe", "run", "--model-args", "colour=blue"],
+    ["probe", "run", "--chat-template", "maybe"],
+    ["probe", "run", "--threshold", "1.5"],
+    ["probe", "run", "--set", "[1]"],
+    ["probe", "run", "--tasks", "stroop", "--model", "none"],
+    ["probe", "run", "--log-samples"],
+    ["probe", "stroop"],
+]
 
-    assert PROBE_NAMES == list(PROBES)
+
+@pytest.mark.parametrize("argv", BAD, ids=[" ".join(a[1:]) for a in BAD])
+def test_cli_bad_flags_exit_2_with_one_line(argv):
+    out = subprocess.run([sys.executable, "-m", "wmlib.cli", *argv], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in out.stderr, out.stderr
 
 
-def test_cli_reports_context_errors(tiny_dir, capsys):
-    code = main(["probe", "needle", "--model", str(tiny_dir), "--device", "cpu", "--max-context", "100",
-                 "--set", '{"context_lengths": [200], "depths": [0.5], "trials": 1}'])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "needle (context_length=200)" in err and "100" in err
-    assert main(["probe", "needle", "--model", str(tiny_dir), "--set", "[1]"]) == 2
-    assert main(["probe", "stroop"]) == 2
-    assert "invalid choice: 'stroop'" in capsys.readouterr().err
+def test_cli_output_path_problems_are_reported(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["probe", "run", "--output-path", str(blocker)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["probe", "run", "--tasks", "vt", "--output-path", str(blocker / "sub")]) == 2
+    assert "cannot write to --output-path" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------- the real model
 @pytest.mark.slow
-def test_smollm_finds_an_easy_needle():
-    """SmolLM2-135M-Instruct copies a 5-digit code out of a short haystack (the chapter's finding)."""
+def test_smollm_finds_a_single_needle():
+    """SmolLM2-135M-Instruct finds one needle in a short synthetic haystack (the chapter's finding)."""
     lm = ProbeLM.load("smollm2-135m", device="cpu")
-    r = run_needle(lm, context_lengths=[128], depths=[0.0, 1.0], trials=1, seed=0)
-    assert r.scores == {"128": {"0": 1.0, "1": 1.0}}
+    report = evaluate(lm, get_tasks("niah_single"), lengths=[256], limit=2,
+                      overrides={"niah_single": {"depths": [0.0, 1.0]}})
+    assert report.task("niah_single")["exact"] == 1.0
+    assert item_prompt_ids  # imported for the chapter's use
+
+
+# ---------------------------------------------------------------------------------- recorded runs
+def test_recorded_runs_match_the_code():
+    """Chapter 14 reads two recorded runs; their task settings must be the code's current defaults."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "book" / "results"
+    rec = json.loads((root / "ch14_smollm2.json").read_text())
+    assert set(rec["configs"]) == set(TASKS)
+    for name, cfg in rec["configs"].items():
+        assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name
+        assert rec["versions"][name] == TASKS[name].version
+    assert rec["config"]["model"] == "smollm2-135m" and rec["config"]["quick"] is False
+    assert rec["config"]["lengths"] is None and rec["config"]["limit"] is None and rec["config"]["seed"] == 0
+    mem = json.loads((root / "ch14_memory.json").read_text())
+    assert mem["config"]["kv_policies"] == ["full", "window:256", "sinks:4+252", "h2o:256", "window:512",
+                                            "sinks:4+508", "h2o:512"]
+    assert mem["config"]["lengths"] is None and mem["config"]["limit"] is None and mem["config"]["seed"] == 0
+    assert set(mem["configs"]) == {"niah_single"}
+    for name, cfg in mem["configs"].items():
+        assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name
+        assert mem["versions"][name] == TASKS[name].version

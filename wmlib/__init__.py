@@ -22,7 +22,8 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.sentence_embeddings` mean-pooled sentence vectors from MiniLM (Chapters 12 and 13)
 - :mod:`wmlib.customer_dialogues`  scripted multi-session support conversations (Chapter 13)
 - :mod:`wmlib.conversation_memory` buffer, window, summary and retrieval memories (Chapter 13)
-- :mod:`wmlib.probes`      working-memory probes: needle, lost in the middle, n-back, digit span (Chapter 14)
+- :mod:`wmlib.probes`      a working-memory benchmark: RULER-style needles, lost in the middle, variable tracking,
+                          common words, streamed n-back (d′), digit span; KV-policy runs (Chapter 14)
 - :mod:`wmlib.stats`       intervals (Wilson, bootstrap), paired tests, verdict sentences (every chapter)
 - :mod:`wmlib.models`      the book's pretrained models, offline first; any local folder or hub id, any dtype (Setup)
 - :mod:`wmlib.lm`          one home for prompts (chat template, BOS, character offsets), scoring and greedy generation

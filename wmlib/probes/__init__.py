@@ -1,71 +1,76 @@
-"""Probes of a language model's working memory (Chapter 14), one module per probe.
+"""Probes of a language model's working memory (Chapter 14): a small benchmark.
 
-- :mod:`~wmlib.probes.needle`              needle in a haystack: accuracy over context length x depth
-- :mod:`~wmlib.probes.lost_in_the_middle`  key-value retrieval: accuracy vs position of the answer
-- :mod:`~wmlib.probes.n_back`              n-back on letters: chance-aware yes/no scores for n = 1..3
-- :mod:`~wmlib.probes.digit_span`          repeat random digit lists: the span curve and the span
+Tasks (``wmlib probe ls``), each deterministic by seed, with answers located by characters:
 
-Every probe is deterministic given its seed, scores prompts in left-padded batches
-(:class:`ProbeLM`), respects the model's context limit (raising :class:`ContextTooLong`), and
-returns a :class:`ProbeResult` whose ``scores`` lie in [0, 1]::
+- needle in a haystack, RULER's four variants (:mod:`~wmlib.probes.needle`): ``niah_single``,
+  ``niah_single_natural``, ``niah_multikey``, ``niah_multivalue``, ``niah_multiquery``;
+- ``lost_in_the_middle``: key-value retrieval, the answer moved through the context
+  (:mod:`~wmlib.probes.lost_in_the_middle`);
+- ``vt``: variable tracking (:mod:`~wmlib.probes.variable_tracking`);
+- ``cwe``: common-word extraction (:mod:`~wmlib.probes.common_words`);
+- ``nback``: n-back streamed one letter per turn, scored with d' (:mod:`~wmlib.probes.n_back`);
+- ``digit_span_forward`` and ``digit_span_backward``: digits given one per turn, recalled later
+  (:mod:`~wmlib.probes.digit_span`).
 
-    from wmlib.probes import run_probe
-    result = run_probe("needle", model="smollm2-135m", quick=True)
-    result.scores   # {"128": {"0": 1.0, "0.5": ...}, ...}
+:func:`~wmlib.probes.evaluate.evaluate` runs them, with the full KV cache or under eviction
+policies (:mod:`~wmlib.probes.memory`), and reports every score with its interval and each
+task's effective length::
+
+    from wmlib.probes import ProbeLM, evaluate, get_tasks
+    lm = ProbeLM.load("smollm2-135m")
+    report = evaluate(lm, get_tasks("needle,vt"), quick=True, policies=["full", "window:256"])
+    print(report.table())
+
+:mod:`~wmlib.probes.oracle` holds the oracle and random models that check a task can score 1.0 and
+that chance is where it should be.
 """
 
 from __future__ import annotations
 
-from . import digit_span, lost_in_the_middle, n_back, needle
-from ._core import (
-    AnswerScore, ContextTooLong, ProbeLM, ProbeResult, binary_scores, check_scores_in_unit_interval, format_scores,
-    roc_auc,
-)
-from .digit_span import run_digit_span, span_from_curve
-from .lost_in_the_middle import run_lost_in_the_middle
-from .n_back import run_n_back
-from .needle import run_needle
+from ._core import AnswerScore, ContextTooLong, ProbeLM, roc_auc
+from .common_words import CommonWords
+from .digit_span import DigitSpan, span_from_curve
+from .evaluate import RULER_THRESHOLD, Report, effective_length, estimate, evaluate, run_task
+from .lost_in_the_middle import LostInTheMiddle
+from .memory import PolicySpec, parse_policy
+from .n_back import NBack
+from .needle import NEEDLE_TASKS, NeedleTask
+from .tasks import Item, Task
+from .variable_tracking import VariableTracking
 
 __all__ = [
-    "PROBES", "run_probe", "settings_for", "ProbeLM", "ProbeResult", "AnswerScore", "ContextTooLong",
-    "binary_scores", "roc_auc", "check_scores_in_unit_interval", "format_scores", "span_from_curve",
-    "run_needle", "run_lost_in_the_middle", "run_n_back", "run_digit_span",
+    "TASKS", "GROUPS", "get_tasks", "ProbeLM", "ContextTooLong", "AnswerScore", "Task", "Item", "NeedleTask",
+    "LostInTheMiddle", "VariableTracking", "CommonWords", "NBack", "DigitSpan", "evaluate", "run_task", "Report",
+    "estimate", "effective_length", "RULER_THRESHOLD", "PolicySpec", "parse_policy", "span_from_curve",
+    "roc_auc",
 ]
 
-# probe name -> (run function, its module with the QUICK and FULL settings)
-PROBES = {
-    "needle": (run_needle, needle),
-    "lost-in-the-middle": (run_lost_in_the_middle, lost_in_the_middle),
-    "n-back": (run_n_back, n_back),
-    "digit-span": (run_digit_span, digit_span),
+TASKS: dict[str, Task] = {t.name: t for t in [
+    *NEEDLE_TASKS, LostInTheMiddle(), VariableTracking(), CommonWords(), NBack(),
+    DigitSpan("forward"), DigitSpan("backward"),
+]}
+
+GROUPS: dict[str, list[str]] = {
+    "needle": [t.name for t in NEEDLE_TASKS],
+    "ruler": [t.name for t in NEEDLE_TASKS] + ["vt", "cwe"],
+    "digit_span": ["digit_span_forward", "digit_span_backward"],
+    "all": list(TASKS),
 }
 
 
-def settings_for(probe: str, quick: bool = False) -> dict:
-    """The QUICK or FULL settings of a probe (a copy to modify)."""
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}; choose from {', '.join(PROBES)}")
-    module = PROBES[probe][1]
-    return {k: (list(v) if isinstance(v, (list, tuple)) else v)
-            for k, v in (module.QUICK if quick else module.FULL).items()}
-
-
-def run_probe(probe: str, model="smollm2-135m", quick: bool = False, seed: int = 0, device=None,
-              max_context: int | None = None, **overrides) -> ProbeResult:
-    """Run one probe by name on ``model`` (a name, a hub id, or a :class:`ProbeLM`).
-
-    ``quick`` picks the small settings; ``overrides`` replace single settings, e.g.
-    ``run_probe("needle", context_lengths=[4096])``.
-    """
-    run, _ = PROBES.get(probe, (None, None))
-    if run is None:
-        raise ValueError(f"unknown probe {probe!r}; choose from {', '.join(PROBES)}")
-    settings = settings_for(probe, quick)
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ValueError(f"{probe} has no setting(s) {sorted(unknown)}; its settings are {sorted(settings)}")
-    settings.update(overrides)
-    lm = model if isinstance(model, ProbeLM) else ProbeLM.load(model, device=device, max_context=max_context)
-    result = run(lm, seed=seed, **settings)
-    check_scores_in_unit_interval(result.scores, f"{probe} scores")
-    return result
+def get_tasks(spec) -> list[Task]:
+    """Tasks by name, group name (``needle``, ``ruler``, ``digit_span``, ``all``) or a comma list
+    of both, in the order given, without repeats."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[Task] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        found = [TASKS[n] for n in GROUPS[name]] if name in GROUPS else [TASKS[name]] if name in TASKS else None
+        if found is None:
+            raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}; groups: {', '.join(GROUPS)}")
+        out += [t for t in found if t not in out]
+    if not out:
+        raise ValueError("no task named; try --tasks all or wmlib probe ls")
+    return out

@@ -17,19 +17,14 @@ ids counted from the first real token, and batches are sized by a token budget.
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 from .. import lm
 
-__all__ = [
-    "ContextTooLong", "ProbeLM", "ProbeResult", "AnswerScore",
-    "binary_scores", "roc_auc", "check_scores_in_unit_interval", "format_scores",
-]
+__all__ = ["ContextTooLong", "ProbeLM", "AnswerScore", "roc_auc"]
 
 
 class ContextTooLong(ValueError):
@@ -53,48 +48,6 @@ class AnswerScore:
     predicted: tuple = ()
 
 
-@dataclass
-class ProbeResult:
-    """The outcome of one probe run; ``scores`` (possibly nested dicts) holds numbers in [0, 1].
-
-    ``summary`` holds headline numbers that need not lie in [0, 1] (a digit span, say),
-    ``settings`` what was run, ``examples`` a few prompts and answers to read.
-    """
-
-    probe: str
-    model: str
-    scores: dict
-    summary: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-    chance: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    examples: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self, path=None, indent: int = 2) -> str:
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text + "\n")
-        return text
-
-
-def check_scores_in_unit_interval(scores, where: str = "scores") -> None:
-    """Raise ValueError unless every leaf of the nested dict ``scores`` is a number in [0, 1]."""
-    if isinstance(scores, dict):
-        if not scores:
-            raise ValueError(f"{where} is an empty dict")
-        for key, value in scores.items():
-            check_scores_in_unit_interval(value, f"{where}[{key!r}]")
-        return
-    if isinstance(scores, bool) or not isinstance(scores, (int, float)):
-        raise ValueError(f"{where} should be a number, got {type(scores).__name__}: {scores!r}")
-    if not (0.0 <= float(scores) <= 1.0) or math.isnan(float(scores)):
-        raise ValueError(f"{where} = {scores!r} is outside [0, 1]")
-
-
 def roc_auc(margins: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve of ``margins`` as a score for ``labels`` (ties count one half).
 
@@ -109,40 +62,6 @@ def roc_auc(margins: Sequence[float], labels: Sequence[bool]) -> float:
         raise ValueError("roc_auc needs at least one positive and one negative label")
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
-
-
-def binary_scores(predictions: Sequence[bool], labels: Sequence[bool]) -> dict[str, float]:
-    """Accuracy and its chance-aware relatives for yes/no decisions (all in [0, 1]).
-
-    - ``accuracy``: fraction right. Its chance level depends on the base rate and the model's bias.
-    - ``balanced_accuracy``: mean of the hit rate and the correct-rejection rate; 0.5 for any
-      strategy that ignores the input (always "yes", always "no", coin flips).
-    - ``f1``: of the positive ("match") class; 0 when the model never says yes.
-    - ``hit_rate`` (true-positive rate) and ``false_alarm_rate`` (false-positive rate), the two
-      numbers of signal-detection theory.
-    - ``discrimination``: max(0, hit rate - false-alarm rate), chance-corrected: 0 at chance.
-    """
-    if len(predictions) != len(labels):
-        raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
-    if not labels:
-        raise ValueError("no trials to score")
-    tp = sum(bool(p) and bool(y) for p, y in zip(predictions, labels))
-    fp = sum(bool(p) and not y for p, y in zip(predictions, labels))
-    fn = sum((not p) and bool(y) for p, y in zip(predictions, labels))
-    tn = sum((not p) and (not y) for p, y in zip(predictions, labels))
-    pos, neg = tp + fn, fp + tn
-    hit = tp / pos if pos else 0.0
-    fa = fp / neg if neg else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    balanced = (hit + (1 - fa)) / 2 if pos and neg else (tp + tn) / len(labels)
-    return {
-        "accuracy": (tp + tn) / len(labels),
-        "balanced_accuracy": balanced,
-        "f1": f1,
-        "hit_rate": hit,
-        "false_alarm_rate": fa,
-        "discrimination": max(0.0, hit - fa),
-    }
 
 
 class ProbeLM:
@@ -197,13 +116,15 @@ class ProbeLM:
         model.eval()
 
     @classmethod
-    def load(cls, name: str = "smollm2-135m", device=None, **kwargs) -> "ProbeLM":
-        """Load a ``wmlib.models`` name or hub id with :func:`wmlib.models.load_causal_lm`."""
+    def load(cls, name: str = "smollm2-135m", device=None, dtype=None, revision: str | None = None,
+             **kwargs) -> "ProbeLM":
+        """Load a ``wmlib.models`` name, hub id or local folder with :func:`wmlib.models.load_causal_lm`
+        (``dtype``: float32 by default, ``"bfloat16"`` or ``"float16"`` on request)."""
         from ..models import load_causal_lm
         from ..utils import get_device
 
         device = get_device(device if device is not None else "auto")
-        model, tok = load_causal_lm(name, device=device)
+        model, tok = load_causal_lm(name, device=device, dtype=dtype, revision=revision)
         return cls(model, tok, name=name, device=device, **kwargs)
 
     # ------------------------------------------------------------------ prompts
@@ -293,31 +214,3 @@ class ProbeLM:
         self.check_fits(len(ids) + max_new_tokens, "this prompt")
         new = lm.greedy_generate(self.model, [ids], max_new_tokens, tokenizer=self.tokenizer)[0]
         return self.tokenizer.decode(new, skip_special_tokens=True)
-
-
-def format_scores(scores: dict, title: str = "", digits: int = 2) -> str:
-    """Nested scores as plain-text tables: a dict of dicts of numbers becomes one table (rows =
-    outer keys, columns = inner keys); one more level of nesting gives one table per outer key."""
-    if not isinstance(scores, dict) or not scores:
-        raise ValueError(f"scores must be a non-empty dict, got {scores!r}")
-    values = list(scores.values())
-    if all(isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()) for v in values):
-        return "\n\n".join(format_scores(v, f"{title} {k}".strip(), digits) for k, v in scores.items())
-    if all(not isinstance(v, dict) for v in values):
-        width = max(len(str(k)) for k in scores)
-        lines = [f"{k!s:>{width}}  {v:.{digits}f}" for k, v in scores.items()]
-        return "\n".join(([title] if title else []) + lines)
-    if not all(isinstance(v, dict) for v in values):
-        raise ValueError("scores mix numbers and tables at the same level")
-    cols: list[str] = []
-    for row in values:
-        cols += [str(c) for c in row if str(c) not in cols]
-    first = max([len(str(k)) for k in scores] + [len(title)])
-    widths = [max(len(c), digits + 2) for c in cols]
-    head = f"{title:<{first}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, widths))
-    lines = [head, "-" * len(head)]
-    for key, row in scores.items():
-        row = {str(c): v for c, v in row.items()}
-        cells = [f"{row[c]:>{w}.{digits}f}" if c in row else " " * w for c, w in zip(cols, widths)]
-        lines.append(f"{key!s:>{first}}  " + "  ".join(cells))
-    return "\n".join(lines)

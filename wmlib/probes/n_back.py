@@ -1,163 +1,210 @@
-"""n-back (Kirchner 1958; for ChatGPT, Gong et al. 2023): is this letter the one n steps back?
+"""The n-back task, streamed one letter at a time as in Gong et al. (2023).
 
-Letters are shown one per line; the question is about the **last** letter: does it match the
-letter ``n`` positions before it? Each trial is one prompt, so the model never sees its own or
-anybody's earlier answers. Trials are balanced:
+A block is a conversation: the instruction, then one letter per user turn; after every letter the
+model responds ``m`` (the letter matches the one ``n`` turns back) or ``-`` (it does not), and its
+own response stays in the conversation, as in a chat. Nothing but the letters seen so far is
+available when a response is made, so the task asks for *updating*: at each turn the letter n back
+changes. ``n = 0`` is the control condition of human studies: respond ``m`` to one named letter;
+nothing has to be remembered, so a model that fails it cannot do the task's format at all.
 
-- half are **targets** (the last letter equals the one ``n`` back);
-- a quarter are **lures**: the last letter equals a letter ``n-1`` or ``n+1`` back but not the one
-  ``n`` back (a model that only asks "did I see this letter recently?" says yes to them);
-- a quarter are plain **non-targets**.
-
-``n = 0`` is the control condition of human studies: the question names a cue letter ("is the
-last letter K?"), so nothing has to be remembered; a model that fails it cannot do the task's
-comparison or its yes/no format, and its n-back scores say nothing about memory.
-
-The answer is a forced choice between ``yes`` and ``no`` (either capitalisation, probabilities
-added) after the reply has been started with ``Answer:`` (log-likelihood scoring). Left to itself,
-SmolLM2-135M-Instruct often answers in a sentence ("The last letter (V) matches ...") that a
-string match cannot grade, and the forced choice also yields a margin, log p(yes) - log p(no),
-for the threshold-free ROC AUC. Accuracy alone misleads when a model always says the same thing,
-so the probe also reports balanced accuracy, F1, hit and false-alarm rates and the
-chance-corrected discrimination (hit rate - false-alarm rate); chance is 0.5 for balanced
-accuracy and AUC, 0 for discrimination.
+Following Gong et al., a block has 30 letters, 10 of them targets (matches), at random places;
+non-targets never match. The response at each turn is a forced choice between the two
+responses (which is likelier after the reply has started), read with the model's own KV cache so
+that a block costs one short forward pass per letter. Scores per ``n``: accuracy, hit rate and
+false-alarm rate (Wilson intervals), and the sensitivity d' = z(hit rate) - z(false-alarm rate)
+of each block (log-linear correction, :func:`wmlib.stats.dprime`; Gong et al. clip rates at
+0.01 and 0.99 instead), averaged over blocks with a bootstrap interval. d' = 0 is chance for a
+responder that guesses; with 10 targets and 20 non-targets the correction gives a responder that
+*always* says the same thing d' of about -0.3. The margins log p(m) - log p(-) also give a
+threshold-free score, the ROC AUC (0.5 = chance), which a bias towards one response cannot move.
 """
 
 from __future__ import annotations
 
 import random
-import time
+import re
+from dataclasses import dataclass
 
-from ..utils import progress
-from ._core import ProbeLM, ProbeResult, binary_scores, roc_auc
+import torch
 
-__all__ = ["nback_trial", "zero_back_trial", "nback_prompt", "run_n_back", "QUICK", "FULL", "LETTERS"]
+from .. import lm as lm_
+from ._core import ProbeLM
+from .tasks import Task, item_rng
 
-QUICK = dict(ns=[0, 1, 2, 3], trials=8, length=8)
-FULL = dict(ns=[0, 1, 2, 3], trials=48, length=8)
+__all__ = ["NBack", "Block", "LETTERS", "run_blocks"]
 
 LETTERS = "BCDFGHJKLMNPQRSTVWXZ"  # consonants, as in many human n-back studies
+RESPONSES = ("m", "-")
+_WORDS = {1: "the previous letter", 2: "the letter two trials ago", 3: "the letter three trials ago"}
 
 
-def nback_trial(n: int, length: int, kind: str, rng: random.Random, letters: str = LETTERS) -> list[str]:
-    """A letter sequence whose last letter is a ``"target"``, ``"lure"`` or ``"nontarget"`` for n-back
-    (``n >= 1``; for the 0-back control see :func:`zero_back_trial`)."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1 for nback_trial (0-back: zero_back_trial), got {n}")
-    if length < n + 2:
-        raise ValueError(f"length must be at least n + 2 = {n + 2} (room for a lure), got {length}")
-    _check_kind(kind)
-    while True:
-        seq = [rng.choice(letters) for _ in range(length - 1)]
-        back = {k: seq[-k] for k in range(1, length)}  # the letter k steps before the last one
-        if kind == "target":
-            last = back[n]
-        else:
-            near = [back[k] for k in (n - 1, n + 1) if k in back and back[k] != back[n]]
-            if kind == "lure":
-                if not near:
-                    continue  # the neighbours equal the n-back letter: draw again
-                last = rng.choice(near)
-            else:  # a letter that is neither n back nor a lure
-                pool = [c for c in letters if c != back[n] and c not in near]
-                last = rng.choice(pool)
-        return seq + [last]
-
-
-def zero_back_trial(length: int, kind: str, rng: random.Random, letters: str = LETTERS) -> tuple[list[str], str]:
-    """The 0-back control: ``(sequence, cue)``; the question is whether the last letter *is* the cue.
-
-    No letter has to be remembered (the cue and the last letter are both named in the question),
-    so this measures whether the model can do the comparison and the yes/no format at all. A lure
-    is a cue that occurs earlier in the sequence but is not the last letter.
-    """
-    if length < 2:
-        raise ValueError(f"length must be at least 2, got {length}")
-    _check_kind(kind)
-    seq = [rng.choice(letters) for _ in range(length)]
-    if kind == "target":
-        return seq, seq[-1]
-    if kind == "lure":
-        earlier = [c for c in seq[:-1] if c != seq[-1]]
-        if not earlier:
-            seq[-2] = rng.choice([c for c in letters if c != seq[-1]])
-            earlier = [seq[-2]]
-        return seq, rng.choice(earlier)
-    return seq, rng.choice([c for c in letters if c not in seq])
-
-
-def _check_kind(kind):
-    if kind not in ("target", "lure", "nontarget"):
-        raise ValueError(f"kind must be 'target', 'lure' or 'nontarget', got {kind!r}")
-
-
-def nback_prompt(seq: list[str], n: int, cue: str | None = None) -> tuple[str, str]:
-    """(user prompt, reply prefix) asking whether the last letter of ``seq`` matches n back (or, for
-    ``n = 0``, whether it is the letter ``cue``)."""
+def instruction(n: int, cue: str | None = None) -> str:
     if n == 0:
-        if cue is None:
-            raise ValueError("0-back needs the cue letter")
-        question = f"Is the last letter ({seq[-1]}) the letter {cue}?"
+        rule = (f"respond with 'm' whenever the letter presented is {cue}, and '-' whenever it is any other "
+                "letter")
+        task = "0-back"
     else:
-        where = "the letter just before it" if n == 1 else f"the letter {n} positions before it"
-        question = f"Does the last letter ({seq[-1]}) match {where}?"
-    user = (f"This is a {n}-back memory task. Here is a sequence of letters, one per line:\n\n"
-            + "\n".join(seq) + f"\n\n{question} Answer yes or no.")
-    return user, "Answer:"
+        back = _WORDS.get(n, f"the letter {n} trials ago")
+        rule = (f"respond with 'm' whenever the letter presented is the same as {back}, and '-' whenever "
+                f"the letter presented is different from {back}")
+        task = f"{n}-back"
+    return (f"Instruction: as a language model, you are asked to perform a {task} task. A letter will be "
+            f"presented on every trial. Your task is to {rule}. A strict rule is that you must not output "
+            "anything other than 'm' or '-'. Now begins the task.")
 
 
-def run_n_back(lm: ProbeLM, ns=(0, 1, 2, 3), trials: int = 8, length: int = 8, seed: int = 0) -> ProbeResult:
-    """Scores per n (keys ``"0"``, ``"1"``, ...): accuracy, balanced accuracy, F1, AUC, ...
+@dataclass
+class Block:
+    """One block: ``letters[t]`` is shown at trial t; ``targets[t]`` says whether it matches."""
 
-    ``n = 0`` is the 0-back control of human studies: is the last letter the cue letter?
-
-    ``trials`` per n should be a multiple of 4 (half targets, a quarter lures, a quarter plain).
-    """
-    if trials < 4:
-        raise ValueError(f"trials must be at least 4 (targets, lures and non-targets), got {trials}")
-    start = time.perf_counter()
-    rng = random.Random(seed)
-    kinds = ["target", "target", "lure", "nontarget"]
-    cells, prompts = [], []
-    for n in progress(list(ns), desc="n-back: building prompts"):
-        if n < 0 or length < n + 2:
-            raise ValueError(f"n-back needs n >= 0 and length >= n + 2; got n={n}, length={length}")
-        for t in range(trials):
-            kind = kinds[t % 4]
-            if n == 0:
-                seq, cue = zero_back_trial(length, kind, rng)
-            else:
-                seq, cue = nback_trial(n, length, kind, rng), None
-            user, prefix = nback_prompt(seq, n, cue)
-            prompts.append(lm.prompt_ids(user, prefix))
-            cells.append((n, kind, seq))
-    logp = lm.choose(prompts, [[" yes", " Yes"], [" no", " No"]], desc="n-back", what="n-back")
-    margins = (logp[:, 0] - logp[:, 1]).tolist()
-    scores, summary = {}, {}
-    for n in ns:
-        rows = [i for i, c in enumerate(cells) if c[0] == n]
-        labels = [cells[i][1] == "target" for i in rows]
-        preds = [margins[i] > 0 for i in rows]
-        s = binary_scores(preds, labels)
-        s["auc"] = roc_auc([margins[i] for i in rows], labels)
-        lures = [margins[i] > 0 for i in rows if cells[i][1] == "lure"]
-        plain = [margins[i] > 0 for i in rows if cells[i][1] == "nontarget"]
-        s["lure_false_alarm_rate"] = sum(lures) / len(lures)
-        s["plain_false_alarm_rate"] = sum(plain) / len(plain)
-        scores[str(n)] = s
-        summary[str(n)] = {"mean_margin_target": _mean([margins[i] for i in rows if cells[i][1] == "target"]),
-                           "mean_margin_other": _mean([margins[i] for i in rows if cells[i][1] != "target"])}
-    examples = [{"n": n, "kind": kind, "letters": "".join(seq), "said_yes": margins[i] > 0}
-                for i, (n, kind, seq) in enumerate(cells) if i % max(1, trials // 2) == 0][:6]
-    return ProbeResult(
-        probe="n-back", model=lm.name, scores=scores, summary=summary,
-        settings={"ns": list(ns), "trials": trials, "length": length, "seed": seed,
-                  "chat_template": lm.use_chat_template, "targets": 0.5, "lures": 0.25,
-                  "scoring": "forced choice: p(yes) vs p(no) after 'Answer:', either capitalisation"},
-        chance={"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": 0.5, "discrimination": 0.0},
-        seconds=time.perf_counter() - start, examples=examples,
-    )
+    n: int
+    letters: list
+    targets: list
+    cue: str | None = None
+    doc_id: int = 0
 
 
-def _mean(v):
-    return sum(v) / len(v) if v else float("nan")
+def make_block(n: int, rng: random.Random, trials: int = 30, targets: int = 10, letters: str = LETTERS) -> Block:
+    """A block with exactly ``targets`` matches (at trials >= n) and no accidental ones."""
+    if n < 0 or not isinstance(n, int):
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    if not 0 < targets <= trials - n:
+        raise ValueError(f"targets must be in [1, trials - n = {trials - n}], got {targets}")
+    where = set(rng.sample(range(n, trials), targets))
+    cue = rng.choice(letters) if n == 0 else None
+    seq: list[str] = []
+    for t in range(trials):
+        match = cue if n == 0 else (seq[t - n] if t >= n else None)
+        if t in where:
+            seq.append(match)
+        else:
+            seq.append(rng.choice([c for c in letters if c != match]))
+    return Block(n, seq, [t in where for t in range(trials)], cue)
+
+
+def _turns(block: Block, responses: list) -> list:
+    """The conversation after ``len(responses)`` answered trials, ending with the next letter."""
+    t = len(responses)
+    msgs = [{"role": "user", "content": f"{instruction(block.n, block.cue)}\n\n{block.letters[0]}"}]
+    for i in range(t):
+        msgs += [{"role": "assistant", "content": responses[i]}, {"role": "user", "content": block.letters[i + 1]}]
+    return msgs
+
+
+def render_turns(lm: ProbeLM, messages: list) -> str:
+    """The conversation as turns (chat template, or ``User:``/``Assistant:`` lines), ending where
+    the assistant's reply starts; one turn or many, the same format (so that it only grows)."""
+    if lm.use_chat_template:
+        return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def _response_ids(lm: ProbeLM) -> list[int]:
+    lead = "" if lm.use_chat_template else " "
+    ids = [lm.encode(lead + r) for r in RESPONSES]
+    if any(not i for i in ids) or ids[0][0] == ids[1][0]:
+        raise ValueError(f"the responses {RESPONSES} must start with different tokens in {lm.name}'s tokenizer")
+    return [i[0] for i in ids]
+
+
+class _Mismatch(Exception):
+    pass
+
+
+@torch.no_grad()
+def _run_lockstep(lm: ProbeLM, blocks: list[Block], choice_ids: list[int]):
+    """Run blocks side by side in one batch (needs the same number of tokens per turn in every
+    row); returns per block the responses and margins log p(m) - log p(-)."""
+    B, T = len(blocks), len(blocks[0].letters)
+    responses: list[list[str]] = [[] for _ in blocks]
+    margins: list[list[float]] = [[] for _ in blocks]
+    seen = [""] * B
+    past, total = None, 0
+    for t in range(T):
+        texts = [render_turns(lm, _turns(b, r)) for b, r in zip(blocks, responses)]
+        deltas = []
+        for i, text in enumerate(texts):
+            if not text.startswith(seen[i]):
+                raise _Mismatch("the rendered conversation does not extend the previous one")
+            deltas.append(lm_.encode(lm.tokenizer, text[len(seen[i]):], prefix=t == 0 and not lm.use_chat_template))
+        if len({len(d) for d in deltas}) != 1:
+            raise _Mismatch("turns of different token lengths")
+        total += len(deltas[0])
+        lm.check_fits(total, "n-back")
+        ids = torch.tensor(deltas, device=lm.device)
+        out = lm.model(input_ids=ids, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        for i in range(B):
+            m = float(logp[i, choice_ids[0]] - logp[i, choice_ids[1]])
+            margins[i].append(m)
+            responses[i].append(RESPONSES[0] if m > 0 else RESPONSES[1])
+        seen = texts
+    return responses, margins
+
+
+def run_blocks(lm: ProbeLM, blocks: list[Block]):
+    """Responses and margins of every block: side by side when the turns allow, else one by one."""
+    choice_ids = _response_ids(lm)
+    try:
+        return _run_lockstep(lm, blocks, choice_ids)
+    except _Mismatch:
+        responses, margins = [], []
+        for b in blocks:
+            try:
+                r, m = _run_lockstep(lm, [b], choice_ids)
+            except _Mismatch:
+                r, m = _run_recompute(lm, b, choice_ids)
+            responses += r
+            margins += m
+        return responses, margins
+
+
+@torch.no_grad()
+def _run_recompute(lm: ProbeLM, block: Block, choice_ids):
+    """The slow, always-correct path: the whole conversation re-read at every trial."""
+    lead = "" if lm.use_chat_template else " "
+    responses, margins = [], []
+    for _ in block.letters:
+        text = render_turns(lm, _turns(block, responses))
+        ids = lm_.encode(lm.tokenizer, text, prefix=not lm.use_chat_template)
+        logp = lm.choose([ids], [lead + r for r in RESPONSES], desc="n-back", what="n-back")[0]
+        m = float(logp[0] - logp[1])
+        margins.append(m)
+        responses.append(RESPONSES[0] if m > 0 else RESPONSES[1])
+    return [responses], [margins]
+
+
+class NBack(Task):
+    name = "nback"
+    description = "n-back on letters streamed one per turn, a response per letter (Gong et al. 2023)"
+    group = "updating"
+    axes = ("n",)
+    length_axis = None
+    kind = "stream"
+    chance = 0.5
+    QUICK = dict(ns=[0, 1, 2, 3], limit=4, trials=30, targets=10)
+    FULL = dict(ns=[0, 1, 2, 3], limit=12, trials=30, targets=10)
+
+    def blocks(self, settings: dict, seed: int = 0) -> list[Block]:
+        out = []
+        for n in settings["ns"]:
+            for b in range(settings["limit"]):
+                block = make_block(n, item_rng(seed, self.name, n, b), settings["trials"], settings["targets"])
+                block.doc_id = b
+                out.append(block)
+        return out
+
+    def solve(self, messages: list) -> str:
+        """The correct response to the last letter of a block's conversation."""
+        first = messages[0]["content"]
+        m = re.search(r"perform a (\d+)-back task", first)
+        if m is None:
+            raise ValueError("no n-back instruction in the conversation")
+        n = int(m.group(1))
+        letters = [u["content"].split("\n")[-1].strip() for u in messages if u["role"] == "user"]
+        if n == 0:
+            cue = re.search(r"the letter presented is (\w),", first).group(1)
+            return RESPONSES[0] if letters[-1] == cue else RESPONSES[1]
+        return RESPONSES[0] if len(letters) > n and letters[-1] == letters[-1 - n] else RESPONSES[1]
