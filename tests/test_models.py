@@ -64,3 +64,82 @@ def test_unavailable_model_names_both_routes(monkeypatch):
 def test_unknown_hub_id_fails_cleanly():
     with pytest.raises(ModelNotAvailable, match="no-such-org/no-such-model"):
         load_causal_lm("no-such-org/no-such-model")
+
+
+def test_dtype_names_and_default():
+    assert models.resolve_dtype(None) is torch.float32
+    assert models.resolve_dtype("bf16") is torch.bfloat16 and models.resolve_dtype("float16") is torch.float16
+    assert models.resolve_dtype(torch.bfloat16) is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        models.resolve_dtype("int8")
+    with pytest.raises(ValueError, match="not one a model runs in"):
+        models.resolve_dtype(torch.int8)
+
+
+def test_a_local_folder_loads_in_the_dtype_asked(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = load_causal_lm("smollm2-135m")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(tmp_path)  # a checkpoint stored in bf16
+    tok.save_pretrained(tmp_path)
+    model, _ = load_causal_lm(str(tmp_path))
+    assert next(model.parameters()).dtype is torch.float32, "float32 unless asked: the book's tolerances"
+    model, _ = load_causal_lm(str(tmp_path), dtype="bfloat16")
+    assert next(model.parameters()).dtype is torch.bfloat16
+
+
+@pytest.mark.parametrize("name, match", [
+    ("/no/such/folder", "no such folder"),
+    ("./missing-model", "no such folder"),
+    ("not a hub id!", "neither a packaged model"),
+])
+def test_bad_names_fail_at_once_and_say_why(name, match):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailable, match=match):
+        load_causal_lm(name)
+    assert time.perf_counter() - start < 10
+
+
+def test_a_file_is_not_a_model_folder(tmp_path):
+    f = tmp_path / "weights.bin"
+    f.write_text("x")
+    with pytest.raises(ModelNotAvailable, match="not a model folder"):
+        load_causal_lm(str(f))
+    with pytest.raises(ModelNotAvailable, match="not a model folder"):
+        load_causal_lm(str(tmp_path))
+
+
+def test_an_unreachable_hub_id_fails_within_seconds(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailable, match="cannot be reached"):
+        load_causal_lm("someone/some-model-that-is-not-cached")
+    assert time.perf_counter() - start < 10
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailable, match="HF_HUB_OFFLINE"):
+        load_causal_lm("someone/some-model-that-is-not-cached")
+
+
+def test_hub_errors_are_explained():
+    class GatedRepoError(Exception):
+        pass
+
+    class RepositoryNotFoundError(Exception):
+        pass
+
+    assert "gated model" in models._describe_hub_error("meta-llama/X", GatedRepoError("403"))
+    assert "HF_TOKEN" in models._describe_hub_error("meta-llama/X", GatedRepoError("403"))
+    assert "no model" in models._describe_hub_error("a/b", RepositoryNotFoundError("404 Client Error"))
+
+
+def test_a_missing_gpu_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        load_causal_lm("smollm2-135m", device="cuda")

@@ -101,13 +101,16 @@ def test_left_padding_does_not_change_scores(tiny):
         assert alone.logprob == pytest.approx(b.logprob, abs=1e-4)
 
 
-def test_token_budget_splits_batches(tiny):
+def test_token_budget_changes_batches_not_scores(tiny):
+    """A tiny token budget splits the prompts into many batches (wmlib.lm.batches_by_tokens, tested
+    in test_lm.py) and must give the same scores as one big batch."""
     small = ProbeLM(tiny.model, tiny.tokenizer, batch_tokens=50, max_batch=2)
-    batches = list(small._batches([30, 10, 20, 5, 5]))
-    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
-    assert all(len(b) <= 2 for b in batches)
-    lengths = [30, 10, 20, 5, 5]
-    assert all(len(b) * max(lengths[i] for i in b) <= 50 or len(b) == 1 for b in batches)
+    prompts = [small.encode(t) for t in ["one two three", "a", "the cat sat on the mat today", "x y"]]
+    answers = [small.encode(t) for t in [" four", " b", " again", " z w"]]
+    a = small.score_answers(prompts, answers)
+    b = tiny.score_answers(prompts, answers)
+    assert [x.predicted for x in a] == [x.predicted for x in b]
+    assert all(abs(x.logprob - y.logprob) < 1e-4 for x, y in zip(a, b))
 
 
 def test_choose_matches_answer_logprobs(tiny):
@@ -344,7 +347,7 @@ def test_cli_writes_json_with_scores_in_unit_interval(probe, settings, tiny_dir,
 
 
 def test_cli_lists_every_probe():
-    from wmlib.cli_probe import PROBE_NAMES
+    from wmlib.cli.probe import PROBE_NAMES
     from wmlib.probes import PROBES
 
     assert PROBE_NAMES == list(PROBES)
@@ -357,8 +360,8 @@ def test_cli_reports_context_errors(tiny_dir, capsys):
     err = capsys.readouterr().err
     assert "needle (context_length=200)" in err and "100" in err
     assert main(["probe", "needle", "--model", str(tiny_dir), "--set", "[1]"]) == 2
-    with pytest.raises(SystemExit):
-        main(["probe", "stroop"])
+    assert main(["probe", "stroop"]) == 2
+    assert "invalid choice: 'stroop'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------- the real model

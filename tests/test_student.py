@@ -82,7 +82,9 @@ def test_compare_latency_reports_wall_and_cpu_time(tokenizer):
     out = compare_latency({"a": a, "b": b}, tokenizer, ["a good film"] * 8, batch_size=4, repeats=3, warmup=1,
                           rounds=2)
     assert set(out) == {"a", "b"}
-    assert all(v["wall_ms"] > 0 and v["cpu_ms"] >= 0 for v in out.values())
+    # one thread (the default): the CPU time is real work, and cannot exceed the wall time by more
+    # than the clocks' granularity
+    assert all(v["wall_ms"] > 0 and 0 < v["cpu_ms"] <= 1.2 * v["wall_ms"] + 1.0 for v in out.values()), out
     with pytest.raises(ValueError, match="batch_size"):
         compare_latency({"a": a}, tokenizer, ["x"] * 3, batch_size=4)
     with pytest.raises(ValueError, match="empty"):

@@ -13,7 +13,6 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.attention_maps` reading a pretrained model's attention weights; attention sinks (Chapter 6)
 - :mod:`wmlib.induction`   induction heads: the repeated-random-tokens test, head ablation (Chapter 6)
 - :mod:`wmlib.kv_cache`    the KV cache: cached decoding, memory per token, eviction policies (Chapter 7)
-- :mod:`wmlib.cli_bench`   ``wmlib bench kv-cache``: cached vs uncached decoding vs ``generate`` (Chapter 7)
 - :mod:`wmlib.memn2n`      end-to-end memory networks and ``wmlib babi`` (Chapter 8)
 - :mod:`wmlib.copy_task`   the copy task, an LSTM baseline and a training loop (Chapter 9)
 - :mod:`wmlib.ntm`         a Neural Turing Machine with an LSTM controller (Chapter 9)
@@ -23,13 +22,14 @@ Each module is named after the idea it teaches and is introduced by one chapter:
 - :mod:`wmlib.sentence_embeddings` mean-pooled sentence vectors from MiniLM (Chapters 12 and 13)
 - :mod:`wmlib.customer_dialogues`  scripted multi-session support conversations (Chapter 13)
 - :mod:`wmlib.conversation_memory` buffer, window, summary and retrieval memories (Chapter 13)
-- :mod:`wmlib.cli_probe`   ``wmlib probe``: the probes from the command line (Chapter 14)
 - :mod:`wmlib.probes`      working-memory probes: needle, lost in the middle, n-back, digit span (Chapter 14)
 - :mod:`wmlib.stats`       intervals (Wilson, bootstrap), paired tests, verdict sentences (every chapter)
-- :mod:`wmlib.models`      the book's pretrained models, offline first (Setup)
+- :mod:`wmlib.models`      the book's pretrained models, offline first; any local folder or hub id, any dtype (Setup)
+- :mod:`wmlib.lm`          one home for prompts (chat template, BOS, character offsets), scoring and greedy generation
 - :mod:`wmlib.data`        data sets in a checksummed cache, and their loaders (Setup)
 - :mod:`wmlib.viz`         attention heatmaps, an offline interactive attention view, other figures
 - :mod:`wmlib.utils`       seeding, device choice, progress bars, timing
+- :mod:`wmlib.cli`         the ``wmlib`` command line, one module per command (``wmlib --help``)
 - :mod:`wmlib.exercises`   checkers for the exercises, one module per chapter
 """
 

@@ -32,11 +32,15 @@ def eager_attention(model):
     before = getattr(config, "_attn_implementation", None) or "eager"
     if before != "eager":
         model.set_attn_implementation("eager")
+        if getattr(config, "_attn_implementation", None) != "eager":  # transformers 4.x: set the config as well
+            config._attn_implementation = "eager"
     try:
         yield model
     finally:
         if before != "eager":
             model.set_attn_implementation(before)
+            if getattr(config, "_attn_implementation", None) != before:
+                config._attn_implementation = before
 
 
 def _check_ids(input_ids, attention_mask):

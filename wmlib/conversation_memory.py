@@ -230,27 +230,36 @@ class LMSummariser:
     at most ``max_new_tokens``). What a small model writes must be checked: it may drop or
     invent facts (Chapter 13 measures how often)."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 80):
+    def __init__(self, model, tokenizer, max_new_tokens: int = 80, chat_template: str = "auto"):
+        from .lm import uses_chat_template
+
+        uses_chat_template(tokenizer, chat_template)  # checks the policy now rather than at the first summary
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
+        self.chat_template = chat_template
+
+    def request(self, summary: str, turns: Sequence[Turn]) -> str:
+        return ("Update the notes about this customer with the new conversation. Keep every fact: "
+                "order numbers, products, addresses, problems, contact and delivery preferences.\n\n"
+                f"Notes so far:\n{summary or '(none)'}\n\nNew conversation:\n{render_turns(turns)}\n\n"
+                "Updated notes:")
 
     def prompt(self, summary: str, turns: Sequence[Turn]) -> str:
-        request = ("Update the notes about this customer with the new conversation. Keep every fact: "
-                   "order numbers, products, addresses, problems, contact and delivery preferences.\n\n"
-                   f"Notes so far:\n{summary or '(none)'}\n\nNew conversation:\n{render_turns(turns)}\n\n"
-                   "Updated notes:")
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template([{"role": "user", "content": request}], tokenize=False,
-                                           add_generation_prompt=True)
-        return request
+        """The prompt as text, under the chat-template policy (:func:`wmlib.lm.render_prompt`)."""
+        from .lm import render_prompt, uses_chat_template
 
-    @torch.no_grad()
+        request = self.request(summary, turns)
+        if not uses_chat_template(self.tokenizer, self.chat_template):
+            return request
+        return render_prompt(self.tokenizer, request, "", self.chat_template)
+
     def __call__(self, summary: str, turns: Sequence[Turn]) -> str:
-        tok = self.tokenizer
-        ids = tok(self.prompt(summary, turns), return_tensors="pt").to(next(self.model.parameters()).device)
-        out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                  pad_token_id=tok.pad_token_id)
-        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        from .lm import encode, encode_prompt, greedy_generate, uses_chat_template
+
+        request = self.request(summary, turns)
+        ids = (encode_prompt(self.tokenizer, request, "", self.chat_template)
+               if uses_chat_template(self.tokenizer, self.chat_template) else encode(self.tokenizer, request))
+        new = greedy_generate(self.model, [ids], self.max_new_tokens, tokenizer=self.tokenizer)[0]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
 class SummaryMemory(ConversationMemory):
@@ -374,12 +383,20 @@ def answer_prompt(context: str, question: str) -> str:
     return f"{head}Question: {question}\nAnswer:"
 
 
-@torch.no_grad()
-def ask(model, tokenizer, context: str, question: str, max_new_tokens: int = 12) -> str:
-    """The model's answer (greedy, stopped at the end of the line) to ``question`` given ``context``."""
+def ask(model, tokenizer, context: str, question: str, max_new_tokens: int = 12, chat_template: str = "off") -> str:
+    """The model's answer (greedy, stopped at the end of the line) to ``question`` given ``context``.
+
+    ``chat_template`` ("off" by default: :func:`answer_prompt` as plain text; "auto"/"on": as one user
+    turn of the model's chat template, the reply starting with ``Answer:``)."""
+    from .lm import encode, encode_prompt, greedy_generate, uses_chat_template
+
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-    stop = [tokenizer.eos_token_id] + (newline[-1:] if len(newline) == 1 else [])
-    ids = tokenizer(answer_prompt(context, question), return_tensors="pt").to(next(model.parameters()).device)
-    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
-                         pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    prompt = answer_prompt(context, question)
+    if uses_chat_template(tokenizer, chat_template):
+        body, _, tail = prompt.rpartition("\n")
+        ids = encode_prompt(tokenizer, body, tail, chat_template)
+    else:
+        ids = encode(tokenizer, prompt)
+    new = greedy_generate(model, [ids], max_new_tokens, tokenizer=tokenizer,
+                          stop_token_ids=newline[-1:] if len(newline) == 1 else ())[0]
+    return tokenizer.decode(new, skip_special_tokens=True).strip()

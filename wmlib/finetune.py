@@ -515,36 +515,3 @@ def fine_tune_sst2(recipe: SST2Recipe = SST2Recipe(), *, cache: str = "use", dev
         except OSError:
             pass  # a read-only cache only costs a retraining next time
     return model, tokenizer, {**meta, "history": history, "cached": False, "path": str(target)}
-
-
-# ------------------------------------------------------------------------------------ the CLI
-def register(subparsers) -> None:
-    p = subparsers.add_parser("finetune-sst2", help="fine-tune MiniLM on SST-2 and keep it in the wmlib cache",
-                              description="Fine-tune a packaged encoder on SST-2 (Chapter 10), report dev accuracy, "
-                                          "and save the weights in the wmlib cache, where Chapters 10 and 11 find them.")
-    d = SST2Recipe()
-    p.add_argument("--model", default=d.model)
-    p.add_argument("--train-size", type=int, default=d.train_size)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--max-len", type=int, default=d.max_len)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="train even if the cache has this recipe")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    from .data import load_sst2
-    from .utils import get_device
-
-    recipe = SST2Recipe(model=args.model, train_size=args.train_size, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, max_len=args.max_len, seed=args.seed)
-    model, tok, info = fine_tune_sst2(recipe, cache="refresh" if args.force else "use", device=get_device(args.device))
-    result = evaluate(model, tok, load_sst2("dev"), max_len=recipe.max_len)
-    how = ("loaded from the cache" if info["cached"] else
-           f"trained in {info['train_seconds']:.0f} s wall, {info['train_cpu_seconds']:.0f} s CPU")
-    print(f"{recipe.key()}: {how}; SST-2 dev accuracy {result.accuracy:.2%} ({len(result.labels)} sentences)")
-    print(f"weights: {info['path']}")
-    return 0

@@ -35,7 +35,6 @@ from typing import Sequence
 
 import torch
 
-from .utils import progress
 
 __all__ = [
     "PromptFormat", "build_prompt", "demonstration_prefix", "label_token_ids", "label_logprobs",
@@ -136,7 +135,9 @@ def _split_tokens(tokenizer, prompts: Sequence[str]) -> tuple[list[int], list[li
     writes a final "\\n\\n" as one token but "\\n\\nReview" as three). Every prompt keeps at
     least one token of its own.
     """
-    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    from . import lm
+
+    encoded = [lm.encode(tokenizer, p) for p in prompts]
     shared = min(len(ids) for ids in encoded) - 1
     first = encoded[0]
     for ids in encoded[1:]:
@@ -147,23 +148,17 @@ def _split_tokens(tokenizer, prompts: Sequence[str]) -> tuple[list[int], list[li
     return first[:shared], [ids[shared:] for ids in encoded]
 
 
-def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def label_logprobs(model, tokenizer, prefix: str, queries: Sequence[str], label_words: Sequence[str],
                    fmt: PromptFormat = PromptFormat(), batch_size: int = 16, desc: str | None = None) -> torch.Tensor:
     """log p(label word | prefix + query) for every query and label: a float tensor (N, C).
 
     ``prefix`` is the shared part of the prompts (:func:`demonstration_prefix`). The tokens all
-    prompts share are run once and their keys and values (the KV cache) reused by every query, so
-    a query costs only its own tokens.
-    Queries are sorted by length and scored ``batch_size`` at a time, right-padded: a causal model
-    never lets a real token see the padding after it, and we read each row at its last real token.
-    The log-probabilities are over the whole vocabulary, so they need not sum to 1 over the labels.
+    prompts share are read once and their keys and values (the KV cache) reused by every query
+    (:func:`wmlib.lm.next_token_logprobs`), so a query costs only its own tokens. The
+    log-probabilities are over the whole vocabulary, so they need not sum to 1 over the labels.
     """
-    from transformers import DynamicCache
+    from . import lm
 
     if isinstance(queries, str):
         raise TypeError("queries must be a sequence of strings, not one string; wrap it: [query]")
@@ -172,44 +167,9 @@ def label_logprobs(model, tokenizer, prefix: str, queries: Sequence[str], label_
     label_ids = label_token_ids(tokenizer, label_words)
     if len(queries) == 0:
         raise ValueError("no queries to score")
-    prompts = [prefix + fmt.query(q) for q in queries]
-    prefix_ids, rests = _split_tokens(tokenizer, prompts)
-    device = _model_device(model)
-    prefix_kv = None
-    if prefix_ids:
-        out = model(torch.tensor([prefix_ids], device=device), use_cache=True)
-        cache = out.past_key_values
-        prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
-    P = len(prefix_ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(rests)), key=lambda i: len(rests[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    result = torch.empty(len(rests), len(label_ids))
-    for batch in progress(batches, desc=desc or "scoring", total=len(batches)):
-        B, L = len(batch), max(len(rests[i]) for i in batch)
-        ids = torch.full((B, L), pad, dtype=torch.long)
-        mask = torch.zeros(B, P + L, dtype=torch.long)
-        mask[:, :P] = 1
-        for row, i in enumerate(batch):
-            ids[row, : len(rests[i])] = torch.tensor(rests[i])
-            mask[row, P: P + len(rests[i])] = 1
-        kwargs = {}
-        if prefix_kv is not None:
-            kwargs["past_key_values"] = DynamicCache(
-                ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix_kv])
-        position_ids = torch.arange(P, P + L).expand(B, L)
-        last = torch.tensor([len(rests[i]) - 1 for i in batch], device=device)
-        rows = torch.arange(B, device=device)
-        inputs = dict(input_ids=ids.to(device), attention_mask=mask.to(device),
-                      position_ids=position_ids.to(device), use_cache=prefix_kv is not None, **kwargs)
-        if hasattr(model, "model") and hasattr(model, "lm_head"):  # skip the (L, vocabulary) logits we never read
-            h = model.model(**inputs).last_hidden_state[rows, last]  # (B, D): the state after "Sentiment:"
-            logits = model.lm_head(h)
-        else:
-            logits = model(**inputs).logits[rows, last]
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
-        result[batch] = logp[:, label_ids].cpu()
-    return result
+    prefix_ids, rests = _split_tokens(tokenizer, [prefix + fmt.query(q) for q in queries])
+    return lm.next_token_logprobs(model, rests, pad_token_id=lm.pad_id(tokenizer), token_ids=label_ids,
+                                  prefix=prefix_ids, max_batch=batch_size, desc=desc)
 
 
 def content_free_logprobs(model, tokenizer, prefix: str, label_words: Sequence[str],
@@ -290,6 +250,8 @@ def evaluate_icl(model, tokenizer, demos: Sequence[tuple[str, int]], texts: Sequ
     prefix = demonstration_prefix(demos, label_words, fmt)
     lp = label_logprobs(model, tokenizer, prefix, texts, label_words, fmt, batch_size=batch_size, desc=desc)
     cf = content_free_logprobs(model, tokenizer, prefix, label_words, fmt) if calibrate else None
-    prefix_tokens = len(tokenizer(prefix)["input_ids"]) if prefix else 0
-    lengths = [len(tokenizer(prefix + fmt.query(t))["input_ids"]) for t in texts]
+    from . import lm
+
+    prefix_tokens = len(lm.encode(tokenizer, prefix)) if prefix else 0
+    lengths = [len(lm.encode(tokenizer, prefix + fmt.query(t))) for t in texts]
     return ICLRun(len(demos), lp, cf, torch.as_tensor(list(labels)), sum(lengths) / len(lengths), prefix_tokens)

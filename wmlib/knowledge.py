@@ -145,27 +145,16 @@ class ContinuationScore:
     n_tokens: torch.Tensor  # long
 
 
-def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
-    return ids, mask
-
-
-@torch.no_grad()
 def score_candidates(model, tokenizer, prompts: list[str], candidates: list[list[str]],
                      batch_size: int = 16) -> ContinuationScore:
     """Score every candidate continuation ``candidates[i][j]`` after ``prompts[i]``.
 
-    The prompts are read once (left-padded, with explicit position ids so that each row computes
-    what it would alone); each candidate then reuses the prompt's KV cache, so scoring C candidates
-    costs little more than reading the prompt. Prompt and candidate are tokenized separately, the
-    way ``generate`` sees them. Returns ``(N, C)`` tensors.
+    Prompt and candidate are tokenized separately, the way ``generate`` sees them (the prompt with
+    the tokenizer's special-token prefix, e.g. a BOS token, when it uses one), and scored by
+    :func:`wmlib.lm.score_candidates`, which reads each prompt once and reuses its KV cache for
+    every candidate. Returns ``(N, C)`` tensors.
     """
-    import copy
+    from . import lm
 
     if isinstance(prompts, str) or not all(isinstance(c, (list, tuple)) for c in candidates):
         raise TypeError("prompts must be a list of strings and candidates a list of lists of strings")
@@ -177,51 +166,13 @@ def score_candidates(model, tokenizer, prompts: list[str], candidates: list[list
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if not prompts:
         raise ValueError("no prompts to score")
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    n_cand = len(candidates[0])
-    out_lp = torch.zeros(len(prompts), n_cand)
-    out_greedy = torch.zeros(len(prompts), n_cand, dtype=torch.bool)
-    out_len = torch.zeros(len(prompts), n_cand, dtype=torch.long)
-    for start in range(0, len(prompts), batch_size):
-        p_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
-        c_rows = [[tokenizer(c, add_special_tokens=False)["input_ids"] for c in cands]
-                  for cands in candidates[start:start + batch_size]]
-        for p, row, cands in zip(p_rows, c_rows, candidates[start:start + batch_size]):
-            if not p or not all(row):
-                raise ValueError(f"empty prompt or candidate: {prompts[start + p_rows.index(p)]!r} -> {cands!r}")
-        ids, mask = _left_pad(p_rows, pad)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                      use_cache=True)
-        try:
-            first = model(**kwargs, logits_to_keep=1)
-        except TypeError:  # a model class without logits_to_keep: compute all logits
-            first = model(**kwargs)
-        first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1).cpu()  # predicts token 1
-        next_pos = positions[:, -1:] + 1
-        for j in range(n_cand):
-            conts = [row[j] for row in c_rows]
-            longest = max(len(c) for c in conts)
-            logp = first_logp[:, None]
-            if longest > 1:
-                # Feed tokens 1..n-1 of each candidate (right-padded) after the cached prompt.
-                feed = torch.full((len(conts), longest - 1), pad, dtype=torch.long)
-                feed_mask = torch.zeros_like(feed)
-                for i, c in enumerate(conts):
-                    feed[i, :len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
-                    feed_mask[i, :len(c) - 1] = 1
-                rest = model(input_ids=feed.to(device), attention_mask=torch.cat([mask, feed_mask], 1).to(device),
-                             position_ids=(next_pos + torch.arange(longest - 1)).to(device),
-                             past_key_values=copy.deepcopy(first.past_key_values), use_cache=True)
-                logp = torch.cat([logp, torch.log_softmax(rest.logits.float(), dim=-1).cpu()], dim=1)
-            for i, c in enumerate(conts):
-                target = torch.tensor(c, dtype=torch.long)
-                pred = logp[i, :len(c)]  # row t predicts token t of the candidate
-                out_lp[start + i, j] = pred.gather(-1, target[:, None]).sum()
-                out_greedy[start + i, j] = bool((pred.argmax(-1) == target).all())
-                out_len[start + i, j] = len(c)
-    return ContinuationScore(out_lp, out_greedy, out_len)
+    p_ids = [lm.encode(tokenizer, p) for p in prompts]
+    c_ids = [[lm.encode(tokenizer, c, prefix=False) for c in cands] for cands in candidates]
+    for prompt, ids, cands, row in zip(prompts, p_ids, candidates, c_ids):
+        if not prompt or not ids or not all(row):
+            raise ValueError(f"empty prompt or candidate: {prompt!r} -> {cands!r}")
+    s = lm.score_candidates(model, p_ids, c_ids, pad_token_id=lm.pad_id(tokenizer), max_batch=batch_size)
+    return ContinuationScore(s.logprob, s.greedy, s.n_tokens)
 
 
 def score_continuations(model, tokenizer, prompts: list[str], continuations: list[str],

@@ -137,37 +137,3 @@ def measure_kv_cache(model, input_ids: torch.Tensor) -> KVCacheMeasurement:
         tokens=int(input_ids.shape[1]), batch=int(input_ids.shape[0]), layers=len(pairs),
         key_shape=tuple(k0.shape), dtype=k0.dtype, total_bytes=int(total),
     )
-
-
-# ---------------------------------------------------------------------------------------- CLI
-def register(subparsers) -> None:
-    """``wmlib kv-cache``: a model's KV-cache size per token and per context, and optionally measured."""
-    p = subparsers.add_parser("kv-cache", help="KV-cache bytes per token of a model (formula, optionally measured)")
-    p.add_argument("--model", default="smollm2-135m", help="packaged model name or hub id (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", help="cache element type, e.g. float32, bfloat16 (default: %(default)s)")
-    p.add_argument("--context", type=int, default=None, help="context length in tokens (default: the model's window)")
-    p.add_argument("--measure", type=int, default=0, metavar="N",
-                   help="also run the model on N random tokens and add up the cache it returns")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    from .models import load_causal_lm
-    from .utils import human_bytes
-
-    dtype = _as_dtype(args.dtype)
-    model, _ = load_causal_lm(args.model, dtype=dtype)
-    layers, kv_heads, head_dim = kv_shape_from_config(model.config)
-    per_token = kv_cache_bytes_per_token(model.config, dtype)
-    context = args.context or getattr(model.config, "max_position_embeddings", None) or 0
-    if context < 0 or args.measure < 0:
-        raise ValueError("--context and --measure must not be negative")
-    print(f"{args.model}: {layers} layers x {kv_heads} KV heads x head_dim {head_dim}, "
-          f"{model.config.num_attention_heads} query heads, {str(dtype).removeprefix('torch.')}")
-    print(f"formula:  {per_token:,} bytes per token; {human_bytes(per_token * context)} for {context:,} tokens")
-    if args.measure:
-        ids = torch.randint(model.config.vocab_size, (1, args.measure), generator=torch.Generator().manual_seed(0))
-        m = measure_kv_cache(model, ids)
-        print(f"measured: {m.bytes_per_token:,.0f} bytes per token over {m.tokens} tokens "
-              f"(ratio to the formula {m.bytes_per_token / per_token:.3f})")
-    return 0

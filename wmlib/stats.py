@@ -185,7 +185,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 
         # permuting within pairs = flipping the sign of each difference; exact when 2^n <= n_perm
         res = permutation_test((xa, xb), lambda u, v, axis=-1: (u - v).mean(axis=axis), vectorized=True,
-                               permutation_type="samples", n_resamples=n_perm, rng=np.random.default_rng(seed + 1))
+                               permutation_type="samples", n_resamples=n_perm, rng=np.random.default_rng(seed + 1),
+                               batch=max(1, 4_000_000 // d.size))  # bounded memory for many items
         p = float(res.pvalue)
     return Estimate(est.value, est.low, est.high, est.n, "paired bootstrap", est.confidence, p_value=p,
                     extra={"mean_a": float(xa.mean()), "mean_b": float(xb.mean())})

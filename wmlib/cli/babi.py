@@ -7,14 +7,14 @@ Tasks run in ``--workers`` parallel processes of ``--threads`` threads each.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 import time
 from dataclasses import asdict, fields
 
-from .data import BABI_TASKS
+from ..data import BABI_TASKS
+from ._args import fraction, nonnegative_int, output_file, positive_int, write_json
 
 # the longest tasks first, so that parallel workers finish together
 _COST_ORDER = [3, 2, 5, 8, 7, 6, 14, 20, 13, 11, 12, 18, 10, 9, 19, 1, 15, 16, 17, 4]
@@ -42,13 +42,14 @@ def parse_tasks(text: str) -> list[int]:
 
 
 def _config(args):
-    from .memn2n import TrainConfig
+    from ..memn2n import TrainConfig
 
     joint = getattr(args, "joint", False)
     cfg = TrainConfig(
-        dim=args.dim or (50 if joint else 20), hops=args.hops, encoding=args.encoding,
+        dim=args.dim if args.dim is not None else (50 if joint else 20), hops=args.hops, encoding=args.encoding,
         temporal=not args.no_temporal, random_noise=args.random_noise, linear_start=not args.no_linear_start,
-        epochs=args.epochs or (60 if joint else 100), decay_every=args.decay_every or (15 if joint else 25),
+        epochs=args.epochs if args.epochs is not None else (60 if joint else 100),
+        decay_every=args.decay_every if args.decay_every is not None else (15 if joint else 25),
         ls_max_epochs=args.ls_epochs if args.ls_epochs is not None else (30 if joint else 20),
         restarts=args.restarts, seed=args.seed, attend_empty=not args.mask_empty,
     )
@@ -60,7 +61,7 @@ def _config(args):
 def _worker(task, cfg_dict, size, threads):
     import torch
 
-    from .memn2n import TrainConfig, train_task
+    from ..memn2n import TrainConfig, train_task
 
     torch.set_num_threads(threads)
     return train_task(task, TrainConfig(**cfg_dict), size)
@@ -70,8 +71,8 @@ def run_babi(tasks, cfg, size="1k", joint=False, workers=1, threads=1, log=print
     """Train and evaluate; returns the JSON-ready results."""
     import torch
 
-    from .memn2n import REFERENCE_ERROR, REFERENCE_ERROR_JOINT, train_joint
-    from .utils import progress
+    from ..memn2n import REFERENCE_ERROR, REFERENCE_ERROR_JOINT, train_joint
+    from ..utils import progress
 
     start, load_before = time.perf_counter(), _load()
     if joint:
@@ -154,38 +155,35 @@ def run(args) -> int:
     results["command"] = "wmlib " + " ".join(sys.argv[1:]) if sys.argv and "babi" in sys.argv else "wmlib babi"
     print(format_table(results))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-            f.write("\n")
+        write_json(args.json, results, indent=1)
         print(f"wrote {args.json}")
     return 0
 
 
 def register(sub) -> None:
-    from .memn2n import TrainConfig
+    from ..memn2n import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("babi", help="train end-to-end memory networks on the bAbI tasks (Chapter 8)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="1-20", help="tasks to run, e.g. 1-20 or 1,2,3 (default 1-20)")
     p.add_argument("--size", default="1k", choices=["1k", "10k"], help="training set size (default 1k)")
-    p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
+    p.add_argument("--json", type=output_file, metavar="FILE", help="write the results as JSON to FILE")
     p.add_argument("--joint", action="store_true", help="train one model on all the chosen tasks together")
-    p.add_argument("--epochs", type=int, help="epochs with the softmax (default 100; joint 60)")
-    p.add_argument("--ls-epochs", type=int, help="at most this many linear-start epochs (default 20; joint 30)")
-    p.add_argument("--decay-every", type=int, help="halve the learning rate every N epochs (default 25; joint 15)")
-    p.add_argument("--restarts", type=int, default=10, help="random restarts per task, best on validation kept (default 10)")
-    p.add_argument("--hops", type=int, default=d.hops, help=f"memory hops (default {d.hops})")
-    p.add_argument("--dim", type=int, help="embedding dimension (default 20; joint 50)")
+    p.add_argument("--epochs", type=positive_int, help="epochs with the softmax (default 100; joint 60)")
+    p.add_argument("--ls-epochs", type=nonnegative_int, help="at most this many linear-start epochs (default 20; joint 30)")
+    p.add_argument("--decay-every", type=positive_int, help="halve the learning rate every N epochs (default 25; joint 15)")
+    p.add_argument("--restarts", type=positive_int, default=10, help="random restarts per task, best on validation kept (default 10)")
+    p.add_argument("--hops", type=positive_int, default=d.hops, help=f"memory hops (default {d.hops})")
+    p.add_argument("--dim", type=positive_int, help="embedding dimension (default 20; joint 50)")
     p.add_argument("--encoding", default=d.encoding, choices=["position", "position-code", "bow"],
                    help="sentence encoding: the paper's position encoding (default), the original code's, or a bag of words")
     p.add_argument("--no-temporal", action="store_true", help="no temporal encoding")
     p.add_argument("--no-linear-start", action="store_true", help="no linear start")
     p.add_argument("--mask-empty", action="store_true",
                    help="mask the empty memory slots out of the softmax (default: they take part, score 0)")
-    p.add_argument("--random-noise", type=float, default=d.random_noise, help="RN rate (default 0.1; 0 = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="tasks trained in parallel processes (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--random-noise", type=fraction, default=d.random_noise, help="RN rate (default 0.1; 0 = off)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--workers", type=positive_int, default=1, help="tasks trained in parallel processes (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per process (default 1)")
     p.set_defaults(func=run)

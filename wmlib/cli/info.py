@@ -10,10 +10,10 @@ def collect() -> dict:
     import torch
     import transformers
 
-    from . import __version__
-    from .data import _SOURCES, _checksums, cache_root, data_dir
-    from .models import local_model_status
-    from .utils import get_device
+    from .. import __version__
+    from ..data import _SOURCES, _checksums, cache_root, data_dir
+    from ..models import local_model_status
+    from ..utils import get_device
 
     root = data_dir()
     data = {}

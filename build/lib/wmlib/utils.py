@@ -1,0 +1,183 @@
+"""Small helpers every chapter uses: seeding, choosing a device, progress bars, timing, glue."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import contextmanager
+from typing import Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and all GPUs); return a torch.Generator seeded the same.
+
+    Chapters call this once in their parameters section so that every run prints the same numbers.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}: {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """Pick a device: "auto" tries CUDA, then Apple's MPS, then the CPU.
+
+    An explicit name ("cpu", "cuda", "cuda:1", "mps") is checked: asking for a GPU that is not
+    there raises an error that says so, rather than failing later inside torch.
+    """
+    if preference is None or preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(preference)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"Unknown device {preference!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"DEVICE={preference!r} but no CUDA GPU is visible to torch. Use DEVICE='auto' or 'cpu', "
+            "or in Colab choose Runtime > Change runtime type > GPU."
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise RuntimeError(f"DEVICE={preference!r} but Apple's MPS backend is not available here.")
+    return device
+
+
+def progress_enabled() -> bool:
+    """False when the environment variable WMLIB_PROGRESS is off/0/false/no."""
+    return os.environ.get("WMLIB_PROGRESS", "on").lower() not in {"off", "0", "false", "no"}
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, **kwargs) -> Iterator[T]:
+    """A progress bar (tqdm) around ``iterable``.
+
+    Set the environment variable ``WMLIB_PROGRESS=off`` to silence bars, as the book build and the
+    tests do, so that published pages show results rather than bars frozen at 100 %.
+    """
+    if not progress_enabled():
+        return iter(iterable)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, desc=desc, total=total, **kwargs))
+
+
+@contextmanager
+def timer() -> Iterator[dict]:
+    """``with timer() as t: ...`` then ``t["seconds"]`` holds the wall-clock time of the block."""
+    out: dict = {}
+    start = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - start
+
+
+def time_call(fn, *args, repeats: int = 5, warmup: int = 1, device: torch.device | None = None, **kwargs) -> float:
+    """Median wall-clock seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs after ``warmup``.
+
+    On a GPU the device is synchronised around each call, so the time is the kernel's, not the
+    launch's.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn(*args, **kwargs)
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the prose (``{glue:text}`name```) when the book is built.
+
+    Uses ``myst_nb.glue`` where it is installed (the book build); elsewhere (Colab, plain Jupyter)
+    it does nothing unless ``display`` is true, so chapters run the same everywhere. Returns None,
+    so that a glue call ending a cell does not echo the value.
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        if display:
+            print(f"{name} = {value}")
+        return None
+    _glue(name, value, display=display)
+    return None
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"]:
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _release_free_heap() -> None:
+    """Hand glibc's free heap pages back to the OS (malloc_trim), so that an allocation served
+    from them shows up as new resident memory instead of silently reusing resident pages."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_memory(fn, *args, device: torch.device | str = "cpu", **kwargs) -> int | None:
+    """Extra memory, in bytes, that ``fn(*args, **kwargs)`` needs at its peak.
+
+    On a CUDA device: the rise of ``torch.cuda.max_memory_allocated``. On a Linux CPU: the rise of
+    the process's peak resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``), which
+    includes allocator noise of a few MiB, so measure sizes well above that. Elsewhere (macOS,
+    Windows, MPS) returns None.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn(*args, **kwargs)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    if device.type != "cpu":
+        return None
+    _release_free_heap()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident size (Linux >= 4.0)
+        before = _proc_status_bytes("VmRSS")
+    except OSError:
+        return None
+    fn(*args, **kwargs)
+    return max(_proc_status_bytes("VmHWM") - before, 0)
