@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wmlib.positional import apply_rope, rope_cos_sin, rope_frequencies, rotate_half, sinusoidal_encoding
+from wmlib.positional import (apply_rope, interleaved_to_half, rope_cos_sin, rope_frequencies, rotate_half,
+                              sinusoidal_encoding)
 
 
 def test_sinusoidal_matches_the_paper_formula():
@@ -148,3 +149,38 @@ def test_rope_cos_sin_shapes():
 def test_rope_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_interleaved_to_half_keeps_the_scores():
+    """Meta's Llama (interleaved pairs) and transformers' Llama (half-split pairs, permuted W_Q, W_K)
+    compute the same attention scores."""
+    g = torch.Generator().manual_seed(4)
+    H, d, D, L = 3, 8, 20, 11
+    W_q, W_k = (torch.randn(H * d, D, generator=g, dtype=torch.float64) for _ in range(2))
+    x = torch.randn(L, D, generator=g, dtype=torch.float64)
+
+    def heads(W):
+        return (x @ W.T).view(L, H, d).transpose(0, 1)
+
+    meta = apply_rope(heads(W_q), interleaved=True) @ apply_rope(heads(W_k), interleaved=True).transpose(-1, -2)
+    hf = apply_rope(heads(interleaved_to_half(W_q, H))) @ apply_rope(heads(interleaved_to_half(W_k, H))).transpose(-1, -2)
+    unpermuted = apply_rope(heads(W_q)) @ apply_rope(heads(W_k)).transpose(-1, -2)
+    assert torch.allclose(meta, hf, atol=1e-10)
+    assert (meta - unpermuted).abs().max() > 1e-2, "without the permutation the layouts differ"
+    # transformers' conversion script, written out
+    want = W_q.view(H, d // 2, 2, D).transpose(1, 2).reshape(H * d, D)
+    assert torch.equal(interleaved_to_half(W_q, H), want)
+    b = torch.arange(H * d, dtype=torch.float64)
+    assert interleaved_to_half(b, H)[:d].tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((torch.zeros(12, 4), 5), ValueError, "do not split"),
+    ((torch.zeros(12, 4), 4), ValueError, "even"),
+    ((torch.zeros(2, 12, 4), 2), ValueError, "matrix or a bias"),
+    ((torch.zeros(12, 4), 0), ValueError, "positive int"),
+    (([1.0, 2.0], 1), TypeError, "torch.Tensor"),
+])
+def test_interleaved_to_half_bad_inputs(args, error, match):
+    with pytest.raises(error, match=match):
+        interleaved_to_half(*args)

@@ -6,7 +6,10 @@ and the measurements the chapter makes with them:
 - :func:`score_candidates` scores candidate continuations of each prompt (reading the prompt
   once): their log-probabilities and whether greedy decoding would produce them;
 - :func:`counterfactual_prompt` builds "<false fact> <filler sentences> <cloze prompt>" prompts;
-- :func:`override_rate` is the fraction of answers that follow the context rather than the weights.
+- :func:`override_rate` is the fraction of answers that follow the context rather than the weights;
+- :func:`filler_pool` and :func:`filler_text` make unrelated text of a given length in tokens, and
+  :func:`conflict_trials` measures, fact by fact, which memory wins when that much text separates
+  a false statement from its question (the distance experiment of Chapter 2 and its recorded run).
 
 Greedy decoding produces a continuation ``c_1..c_k`` exactly when, with the continuation fed in
 (teacher forcing), the most likely next token at every step is the next ``c_i``. So one forward
@@ -16,6 +19,7 @@ pass over ``prompt + continuation`` tells us whether ``model.generate`` (greedy)
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +27,8 @@ import torch
 __all__ = [
     "Fact", "RELATIONS", "FACTS", "facts", "counterfactual_answers", "ContinuationScore",
     "score_candidates", "score_continuations", "counterfactual_prompt", "override_rate",
+    "filler_pool", "filler_text", "conflict_trials", "known_facts", "babi_filler_pool",
+    "DISTANCE_RUN", "distance_run",
 ]
 
 
@@ -212,3 +218,206 @@ def override_rate(context_greedy, weights_greedy=None) -> float:
         if (w & ctx).any():
             raise ValueError("an answer cannot be both the context's and the weights' answer: check the inputs")
     return ctx.float().mean().item()
+
+
+# ------------------------------------------------------------------------------- distance
+def _untokenize(sentence: str) -> str:
+    """Undo the spacing of a pre-tokenized corpus: "company , the" -> "company, the"."""
+    s = re.sub(r" ([,.;:!?%)\]])", r"\1", sentence.strip())
+    s = re.sub(r"([(\[$]) ", r"\1", s)
+    return re.sub(r" ('s|n't|'re|'ll|'ve|'d)\b", r"\1", s)
+
+
+def filler_pool(texts, fact_list=FACTS) -> list[str]:
+    """Unrelated sentences to put between a statement and its question.
+
+    ``texts`` (e.g. the Financial PhraseBank's sentences) with the spacing of a pre-tokenized corpus
+    undone, duplicates removed (first occurrence kept, so the order is stable), and without every
+    sentence that names a subject or an answer of ``fact_list``: a filler that mentions Helsinki
+    would help the weights answer "The capital of Finland is", and the filler must be neutral.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of sentences, not one string")
+    names = sorted({f.subject for f in fact_list} | {f.answer.strip() for f in fact_list}, key=len, reverse=True)
+    named = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b") if names else None
+    out, seen = [], set()
+    for t in texts:
+        s = _untokenize(str(t))
+        if s and s not in seen and not (named and named.search(s)):
+            seen.add(s)
+            out.append(s)
+    if not out:
+        raise ValueError("no filler sentence left: every text names a fact's subject or answer (or texts is empty)")
+    return out
+
+
+def filler_text(tokenizer, pool: list[str], n_tokens: int, generator: torch.Generator) -> tuple[str, int]:
+    """``(text, tokens)``: sentences drawn at random, without replacement, from ``pool`` and joined by
+    spaces until they fill at least ``n_tokens`` tokens (``tokens`` is the count, the last sentence
+    may overshoot). ``n_tokens=0`` gives ``("", 0)``."""
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 0:
+        raise ValueError(f"n_tokens must be a non-negative int, got {n_tokens!r}")
+    if n_tokens == 0:
+        return "", 0
+    if not pool:
+        raise ValueError("the filler pool is empty")
+    order = torch.randperm(len(pool), generator=generator).tolist()
+    chosen, total = [], 0
+    for i in order:
+        chosen.append(pool[i])
+        total += len(tokenizer(" " + pool[i], add_special_tokens=False)["input_ids"])
+        if total >= n_tokens:
+            text = " ".join(chosen)
+            return text, len(tokenizer(" " + text, add_special_tokens=False)["input_ids"])
+    raise ValueError(f"the filler pool holds only about {total} tokens, fewer than the {n_tokens} asked for")
+
+
+def _crop_cache(cache, length: int) -> None:
+    """Shorten a transformers cache to its first ``length`` tokens. ``crop`` with a negative number
+    removes that many tokens in transformers 4.x and 5.x alike."""
+    extra = cache.get_seq_length() - length
+    if extra < 0:
+        raise ValueError(f"the cache holds {cache.get_seq_length()} tokens, fewer than {length}")
+    if extra:
+        cache.crop(-extra)
+
+
+def _boundary(offsets: list[tuple[int, int]], char: int) -> int:
+    """Index of the first token that starts at or after character ``char``."""
+    return next((i for i, (a, _) in enumerate(offsets) if a >= char), len(offsets))
+
+
+@torch.no_grad()
+def conflict_trials(model, tokenizer, fact_list: list[Fact], false_answers: list[str], distances,
+                    pool: list[str], draws: int = 1, seed: int = 0, reworded: bool = False,
+                    progress=None, keep_prompts: bool = False) -> list[dict]:
+    """Which memory wins when ``d`` tokens of unrelated text separate a false statement from its question.
+
+    For fact ``i`` and filler draw ``k``, sentences of ``pool`` are taken in a random order (a
+    generator seeded with ``seed + 7919 * k + i``) to fill the longest distance; the prompt for
+    distance ``d`` is "<statement with the false answer> <the first filler sentences, at least d
+    tokens> <cloze prompt>", so the distances of one draw share their filler (nested prefixes) and a
+    run with fewer or shorter distances repeats the same prompts. Tokens are located by character
+    offsets in the tokenized longest prompt, so any fast tokenizer works. The statement and the
+    longest filler are read once; each distance then cuts the cache back to its prefix and reads the
+    question and both answers (teacher forcing).
+
+    Returns one dict per trial: ``fact`` (index into ``fact_list``), ``draw``, ``distance``,
+    ``tokens`` (the filler's actual length), ``context`` / ``weights`` (greedy decoding writes the
+    false / the true answer) and ``margin`` (log p(false) - log p(true), nats). ``progress`` wraps
+    the loop over facts and draws (e.g. ``wmlib.utils.progress``); ``keep_prompts=True`` adds the
+    ``prompt`` (decoded text) of each trial.
+    """
+    if len(fact_list) != len(false_answers) or not fact_list:
+        raise ValueError(f"need one false answer per fact: {len(fact_list)} facts, {len(false_answers)} answers")
+    distances = sorted(set(distances), reverse=True) if not isinstance(distances, int) else distances
+    if isinstance(distances, int) or not distances or any(isinstance(d, bool) or not isinstance(d, int) or d < 0
+                                                           for d in distances):
+        raise ValueError(f"distances must be a list of non-negative ints (tokens), got {distances!r}")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive int, got {draws!r}")
+    if not pool:
+        raise ValueError("the filler pool is empty")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("conflict_trials locates tokens by character offsets: it needs a fast tokenizer")
+    device = next(model.parameters()).device
+    loop = [(k, i) for k in range(draws) for i in range(len(fact_list))]
+    rows = []
+    for k, i in (progress(loop, desc="facts and draws") if progress else loop):
+        fact, false = fact_list[i], false_answers[i]
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed + 7919 * k + i)).tolist()
+        text, ends, n_est = fact.statement(false, reworded=reworded), [], 0
+        ends.append(len(text))
+        for j in order:  # enough sentences for the longest distance, with a margin for merged tokens
+            if n_est >= distances[0] + 16:
+                break
+            text += " " + pool[j]
+            ends.append(len(text))
+            n_est += len(tokenizer(" " + pool[j], add_special_tokens=False)["input_ids"])
+        else:
+            if n_est < distances[0] + 16:
+                raise ValueError(f"the filler pool holds about {n_est} tokens, fewer than {distances[0]}")
+        question_at = len(text)
+        text += " " + fact.prompt
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+        cuts = [_boundary(offsets, e) for e in ends]  # prompt length after the statement, after each sentence
+        q_from = _boundary(offsets, question_at)
+        question = ids[q_from:]
+        prefix_ends = {d: next(c for c in cuts if c - cuts[0] >= d) for d in distances}
+        longest = max(prefix_ends.values())
+        out = model(input_ids=torch.tensor([ids[:longest]], device=device), use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        for d in distances:  # longest first: the cache only ever gets shorter
+            end = prefix_ends[d]
+            result = {}
+            for name, answer in (("context", false), ("weights", fact.answer)):
+                _crop_cache(cache, end)
+                cand = tokenizer(answer, add_special_tokens=False)["input_ids"]
+                feed = torch.tensor([question + cand[:-1]], device=device)
+                logits = model(input_ids=feed, past_key_values=cache, use_cache=True,
+                               logits_to_keep=len(cand)).logits[0].float()
+                logp = torch.log_softmax(logits, -1).cpu()
+                target = torch.tensor(cand)
+                result[name] = (bool((logp.argmax(-1) == target).all()), float(logp.gather(-1, target[:, None]).sum()))
+            _crop_cache(cache, end)
+            rows.append(dict(fact=i, draw=k, distance=d, tokens=end - cuts[0], context=result["context"][0],
+                             weights=result["weights"][0], margin=result["context"][1] - result["weights"][1]))
+            if keep_prompts:
+                rows[-1]["prompt"] = tokenizer.decode(ids[:end] + question)
+    rows.sort(key=lambda r: (r["draw"], r["distance"], r["fact"]))
+    return rows
+
+
+# The recorded run of Chapter 2 (``book/results/ch02_distance.json``): its configuration is here,
+# once, so that the chapter, the command that reproduces it and the test that the recording still
+# matches the code all read the same values.
+DISTANCE_RUN = dict(
+    model="smollm2-135m", dtype="float32", chat_template="off", seed=0,
+    filler="babi/1-20",
+    same_words=dict(distances=[0, 16, 128, 512, 2048, 4096], draws=2),
+    reworded=dict(distances=[16, 512], draws=2),
+)
+
+
+def babi_filler_pool() -> list[str]:
+    """The distinct sentences of the stories of all 20 bAbI tasks (1k, train), sorted, through
+    :func:`filler_pool`: short, neutral sentences ("Mary moved to the bathroom.", "The box fits
+    inside the chest.") to fill the distance between a statement and its question."""
+    from .data import load_babi
+
+    return filler_pool(sorted({s for task in range(1, 21) for ex in load_babi(task, "train") for s in ex.story}))
+
+
+def known_facts(model, tokenizer, fact_list: list[Fact] | None = None) -> list[Fact]:
+    """The facts whose answer greedy decoding writes from the cloze prompt alone (closed book)."""
+    fact_list = facts() if fact_list is None else fact_list
+    s = score_candidates(model, tokenizer, [f.prompt for f in fact_list], [[f.answer] for f in fact_list])
+    return [f for f, k in zip(fact_list, s.greedy[:, 0].tolist()) if k]
+
+
+def distance_run(model=None, tokenizer=None, config: dict | None = None, progress=None) -> dict:
+    """Run the distance experiment of ``config`` (default :data:`DISTANCE_RUN`) and return a
+    JSON-ready dict: the configuration, the known facts, their false answers, and every trial of
+    :func:`conflict_trials` for the same-words and the reworded statements."""
+    import time
+
+    from .models import load_causal_lm
+
+    config = {**DISTANCE_RUN, **(config or {})}
+    if config["filler"] != "babi/1-20":
+        raise ValueError(f"unknown filler {config['filler']!r}; this run uses 'babi/1-20' (babi_filler_pool)")
+    if model is None:
+        model, tokenizer = load_causal_lm(config["model"], dtype=getattr(torch, config["dtype"]))
+    start, cpu = time.time(), time.process_time()
+    known = known_facts(model, tokenizer)
+    false = counterfactual_answers(known, seed=config["seed"])
+    pool = babi_filler_pool()
+    out = dict(config=config, torch=torch.__version__, known=[[f.relation, f.subject] for f in known],
+               false_answers=false, pool_size=len(pool))
+    for name in ("same_words", "reworded"):
+        part = config[name]
+        out[name] = conflict_trials(model, tokenizer, known, false, part["distances"], pool, draws=part["draws"],
+                                    seed=config["seed"], reworded=name == "reworded", progress=progress)
+    out["seconds"], out["cpu_seconds"] = round(time.time() - start, 1), round(time.process_time() - cpu, 1)
+    return out

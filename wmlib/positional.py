@@ -8,6 +8,12 @@ way. Two classic fixes:
 - :func:`apply_rope` *rotates* queries and keys inside every attention layer (RoPE, Su et al.
   2021), so that the score q_m · k_n depends on the positions only through the offset m - n.
 
+Two layouts of RoPE's pairs are in use: interleaved pairs (x[2i], x[2i+1]) (RoFormer, Meta's
+original Llama code) and half-split pairs (x[i], x[i + d/2]) (GPT-NeoX, transformers). A
+checkpoint moves from the first to the second by permuting the rows of W_Q and W_K within each
+head (:func:`interleaved_to_half`, what transformers' Llama conversion script does); the scores
+stay the same.
+
 Shapes: L positions, d features (even), ``...`` any leading batch/head dimensions.
 """
 
@@ -18,7 +24,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["sinusoidal_encoding", "rope_frequencies", "rope_cos_sin", "apply_rope", "rotate_half"]
+__all__ = ["sinusoidal_encoding", "rope_frequencies", "rope_cos_sin", "apply_rope", "rotate_half",
+           "interleaved_to_half"]
 
 
 def _check_dim(d: int, what: str) -> None:
@@ -105,9 +112,10 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
         positions: integer positions (L,) or (..., L) broadcastable to x.shape[:-1]
             (for x (B, H, L, d) and per-sequence positions use (B, 1, L)); default 0 .. L-1. With a KV cache, pass the absolute positions of the new tokens.
         base: θ_i = base^(-2i/d); 10000 in RoFormer, ``config.rope_theta`` in Llama-style models.
-        interleaved: pair feature 2i with 2i+1 (the RoFormer paper) instead of i with i + d/2
-            (GPT-NeoX, Llama and transformers' ``apply_rotary_pos_emb``). The two conventions are
-            the same rotation applied to permuted features.
+        interleaved: pair feature 2i with 2i+1 (the RoFormer paper, Meta's original Llama code)
+            instead of i with i + d/2 (GPT-NeoX and transformers' ``apply_rotary_pos_emb``). The
+            two conventions are the same rotation applied to permuted features: see
+            :func:`interleaved_to_half`.
 
     Returns:
         a tensor like x. Rotations preserve norms, and RoPE(q, m) · RoPE(k, n) depends on m and n
@@ -138,3 +146,28 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
         inv = torch.argsort(perm)
         return (x[..., perm] * cos + rotate_half(x[..., perm]) * sin)[..., inv]
     return x * cos + rotate_half(x) * sin
+
+
+def interleaved_to_half(weight: Tensor, num_heads: int) -> Tensor:
+    """Permute the output rows of a query or key projection, head by head, from the interleaved
+    RoPE layout to the half-split one: within each head, row 2i moves to i and row 2i+1 to i + d/2.
+
+    ``weight``: ``(num_heads * head_dim, in_features)`` (an ``nn.Linear`` weight) or its bias
+    ``(num_heads * head_dim,)``. With ``W' = interleaved_to_half(W, H)``, half-split RoPE of
+    ``x W'^T`` gives the same scores as interleaved RoPE of ``x W^T`` (the features of every query
+    and key are permuted alike, and a dot product does not see a common permutation). This is the
+    ``permute`` of transformers' ``convert_llama_weights_to_hf.py``.
+    """
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
+    if weight.dim() not in (1, 2):
+        raise ValueError(f"weight must be a (out_features, in_features) matrix or a bias vector, "
+                         f"got shape {tuple(weight.shape)}")
+    out = weight.shape[0]
+    if out % num_heads:
+        raise ValueError(f"{out} output rows do not split into {num_heads} heads")
+    _check_dim(out // num_heads, "head_dim (output rows / num_heads)")
+    rest = weight.shape[1:]
+    return weight.reshape(num_heads, out // num_heads // 2, 2, *rest).transpose(1, 2).reshape(out, *rest)
