@@ -139,3 +139,17 @@ def test_unattempted_is_friendly():
                   ch05.check_next_token_distribution):
         with pytest.raises(ExerciseIncomplete, match="not attempted"):
             check(stub)
+
+
+def test_student_errors_are_messages_for_jupyter_and_nbgrader():
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    with pytest.raises(ExerciseIncomplete) as err:
+        ch05.check_grouped_query_attention(stub)
+    lines = err.value._render_traceback_()
+    assert lines[0].startswith("✗ Exercise 5.2") and "not attempted" in lines[0]
+    assert not any("Traceback" in line for line in lines)
+    assert isinstance(err.value, AssertionError), "nbgrader counts AssertionError as a failed test"
+    with pytest.raises(ExerciseFailure, match="raised ZeroDivisionError"):
+        ch05.check_grouped_query_attention(lambda q, k, v: 1 / 0)

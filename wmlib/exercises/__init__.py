@@ -3,7 +3,7 @@
 Usage in a chapter::
 
     from wmlib.exercises import ch05
-    ch05.check_attention(my_attention)
+    ch05.check_grouped_query_attention(my_grouped_query_attention)
 
 A checker prints a line starting with a check mark when the answer is right. When it is wrong it
 raises :class:`ExerciseFailure` (an ``AssertionError``, so nbgrader and pytest count it as a failed
