@@ -527,7 +527,17 @@ def test_recorded_runs_match_the_code():
         assert rec["versions"][name] == TASKS[name].version
     assert rec["config"]["model"] == "smollm2-135m" and rec["config"]["quick"] is False
     assert rec["config"]["lengths"] is None and rec["config"]["limit"] is None and rec["config"]["seed"] == 0
-    mem = json.loads((root / "ch14_memory.json").read_text())
+
+
+def test_the_memory_systems_record_matches_the_code():
+    """Chapter 14's memory-systems record (H2O streams token by token: the slowest run of the book)
+    is optional: without it the chapter runs a smaller version live and says so."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "book" / "results" / "ch14_memory.json"
+    if not path.exists():
+        pytest.skip("book/results/ch14_memory.json is not recorded (the chapter runs a smaller version live)")
+    mem = json.loads(path.read_text())
     assert mem["config"]["kv_policies"] == ["full", "window:256", "sinks:4+252", "h2o:256", "window:512",
                                             "sinks:4+508", "h2o:512"]
     assert mem["config"]["lengths"] is None and mem["config"]["limit"] is None and mem["config"]["seed"] == 0
