@@ -365,3 +365,14 @@ def test_bad_streaming_arguments(smollm):
         PerRow([SlidingWindow(2), SlidingWindow(3)], rows_each=1)
     with pytest.raises(ValueError, match="EvictionPolicy"):
         stream_under_budget(dec, ids, "window")
+
+
+def test_the_cache_owns_its_storage_even_for_views_of_a_fused_projection():
+    """GPT-NeoX computes q, k and v in one matrix product: the cache must not keep that whole
+    output alive through views of it (its bytes then equal the formula for every family)."""
+    from wmlib.kv_cache import KVCache
+
+    qkv = torch.randn(1, 2, 5, 3 * 4)  # (B, G, T, 3 * D): keys and values are slices of it
+    cache = KVCache(num_layers=1)
+    cache.append(0, qkv[..., 4:8], qkv[..., 8:12])
+    assert cache.nbytes() == 2 * 1 * 2 * 5 * 4 * 4

@@ -516,11 +516,13 @@ def test_smollm_finds_a_single_needle():
 
 # ---------------------------------------------------------------------------------- recorded runs
 def test_recorded_runs_match_the_code():
-    """Chapter 14 reads two recorded runs; their task settings must be the code's current defaults."""
+    """Chapter 14's record of the whole benchmark: its task settings must be the code's current defaults."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "book" / "results"
-    rec = json.loads((root / "ch14_smollm2.json").read_text())
+    path = Path(__file__).resolve().parents[1] / "book" / "results" / "ch14_smollm2.json"
+    if not path.exists():
+        pytest.skip("book/results/ch14_smollm2.json is not recorded (the chapter runs a smaller version live)")
+    rec = json.loads(path.read_text())
     assert set(rec["configs"]) == set(TASKS)
     for name, cfg in rec["configs"].items():
         assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name

@@ -59,6 +59,12 @@ def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, dtype=
 
 
 # ----------------------------------------------------------------------------------- the cache
+def _owned(t: Tensor) -> Tensor:
+    """``t`` itself when it is the whole of its storage, else a compact copy."""
+    return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone(
+        memory_format=torch.contiguous_format)
+
+
 class KVCache:
     """Keys and values of every layer: ``get(i)`` returns layer i's keys and values, (B, G, L, D) each.
 
@@ -128,8 +134,8 @@ class KVCache:
             self._k[layer][:, :, n:n + t] = k
             self._v[layer][:, :, n:n + t] = v
             self._p[layer][:, :, n:n + t] = pos
-        elif old is None:
-            self._k[layer], self._v[layer], self._p[layer] = k, v, pos
+        elif old is None:  # own storage: a view of a larger tensor (a fused QKV output) would keep all of it alive
+            self._k[layer], self._v[layer], self._p[layer] = _owned(k), _owned(v), pos
         else:  # grow by concatenation (also after an eviction has compacted a preallocated cache)
             self._k[layer] = torch.cat([self._k[layer][:, :, :n], k], dim=2)
             self._v[layer] = torch.cat([self._v[layer][:, :, :n], v], dim=2)
