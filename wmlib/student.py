@@ -103,13 +103,10 @@ def compare_latency(models: dict[str, nn.Module], tokenizer, texts: Sequence[str
         raise ValueError(f"threads must be at least 1 (or None to keep torch's setting), got {threads}")
     for model in models.values():
         model.eval()
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    from .utils import torch_threads
+
+    with torch_threads(threads):
         return _timed_rounds(models, tokenizer, batches, warmup, repeats, rounds, max_len)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _timed_rounds(models, tokenizer, batches, warmup, repeats, rounds, max_len) -> dict[str, dict]:

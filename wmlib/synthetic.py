@@ -168,13 +168,10 @@ def train_recall(task: AssociativeRecall, steps: int, seed: int = 0, batch_size:
         raise ValueError(f"threads must be None or a positive int, got {threads!r}")
     device = torch.device("cpu") if device is None else torch.device(device)
     config = {**RECALL_GPT, **config}
-    threads_before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    from .utils import torch_threads
+
+    with torch_threads(threads):
         return _train(task, steps, seed, batch_size, lr, eval_every, n_eval, device, desc, config)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _train(task, steps, seed, batch_size, lr, eval_every, n_eval, device, desc, config):

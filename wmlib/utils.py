@@ -99,19 +99,24 @@ def synchronize(device: torch.device | str | None = None) -> None:
 
 
 @contextmanager
-def one_cpu_thread(device="cpu") -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (``None``: keep the setting), then restore it."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_cpu_thread(device="cpu"):
     """Run the block with one torch thread when ``device`` is the CPU, then restore the setting.
 
     Small models (memory networks, NTMs, small LSTMs) run many tiny tensor operations: on a CPU one
     thread is faster than several, and much faster on a busy machine, where threads wait for each
     other."""
-    before = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1 if torch.device(device).type == "cpu" else None)
 
 
 def time_call(fn, *args, repeats: int = 5, warmup: int = 1, device: torch.device | None = None,
