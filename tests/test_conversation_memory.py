@@ -230,6 +230,55 @@ def test_ask_many_equals_ask_one_at_a_time():
         ask_many(model, tok, ["just a question"])
 
 
+def test_session_notes_equal_the_summary_memory_folded_to_the_end():
+    from wmlib.conversation_memory import session_notes
+
+    calls = []
+
+    class Batched:
+        def __call__(self, summary, turns):
+            return join_all(summary, turns)
+
+        def many(self, pairs):
+            calls.append(len(pairs))
+            return [self(*p) for p in pairs]
+
+    short = TURNS[:4]
+    for summariser in [join_all, Batched()]:
+        notes = session_notes([TURNS, short], summariser)
+        for turns, got in zip([TURNS, short], notes):
+            m = SummaryMemory(words, join_all)
+            m.extend(turns)
+            assert got == join_all(m.summary, m.pending)  # the last session folded too
+        assert session_notes([TURNS], summariser, last_session=1) == ["my order number is AB-12345 thanks I see the order"]
+    assert calls == [2, 2, 1, 1]  # session s of every conversation at once; the short one stops after 2
+    with pytest.raises(TypeError, match="conversation 0"):
+        session_notes([[]], join_all)
+    with pytest.raises(ValueError, match="last_session"):
+        session_notes([TURNS], join_all, last_session=0)
+    with pytest.raises(TypeError, match="callable"):
+        session_notes([TURNS], "notes")
+
+
+def test_lm_summariser_many_equals_one_at_a_time():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from wmlib.conversation_memory import LMSummariser
+    from wmlib.models import load_causal_lm
+
+    tok = load_causal_lm("smollm2-135m")[1]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).eval()
+    for policy in ["off", "on"]:
+        s = LMSummariser(model, tok, max_new_tokens=5, chat_template=policy)
+        pairs = [("", TURNS[:2]), ("my order number is AB-12345", TURNS[2:4])]
+        assert s.many(pairs) == [s(*p) for p in pairs]
+    assert s.many([]) == []
+    with pytest.raises(TypeError, match="pair 0"):
+        s.many(["notes"])
+
+
 def test_extractive_summariser_keeps_the_focus():
     s = ExtractiveSummariser(BagOfWords(), words, max_tokens=6, focus="order number")
     out = s("", TURNS)

@@ -33,7 +33,7 @@ from .customer_dialogues import Turn
 __all__ = [
     "Turn", "TokenCounter", "render_turns", "ConversationMemory", "BufferMemory", "WindowMemory",
     "SummaryMemory", "ExtractiveSummariser", "LMSummariser", "RetrievalMemory",
-    "HybridMemory", "normalise", "contains_fact", "answer_prompt", "ask", "ask_many",
+    "HybridMemory", "session_notes", "normalise", "contains_fact", "answer_prompt", "ask", "ask_many",
 ]
 
 
@@ -264,13 +264,25 @@ class LMSummariser:
         return render_prompt(self.tokenizer, request, "", self.chat_template)
 
     def __call__(self, summary: str, turns: Sequence[Turn]) -> str:
+        return self.many([(summary, turns)])[0]
+
+    def many(self, pairs: Sequence[tuple[str, Sequence[Turn]]]) -> list[str]:
+        """``self(summary, turns)`` for many ``(summary, turns)`` pairs, generated in batches: the
+        same notes, in a fraction of the time."""
         from .lm import encode, encode_prompt, greedy_generate, uses_chat_template
 
-        request = self.request(summary, turns)
-        ids = (encode_prompt(self.tokenizer, request, "", self.chat_template)
-               if uses_chat_template(self.tokenizer, self.chat_template) else encode(self.tokenizer, request))
-        new = greedy_generate(self.model, [ids], self.max_new_tokens, tokenizer=self.tokenizer)[0]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        chat = uses_chat_template(self.tokenizer, self.chat_template)
+        prompts = []
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+                raise TypeError(f"pair {i} must be (summary: str, turns), got {pair!r}")
+            request = self.request(*pair)
+            prompts.append(encode_prompt(self.tokenizer, request, "", self.chat_template) if chat
+                           else encode(self.tokenizer, request))
+        if not prompts:
+            return []
+        new = greedy_generate(self.model, prompts, self.max_new_tokens, tokenizer=self.tokenizer)
+        return [self.tokenizer.decode(toks, skip_special_tokens=True).strip() for toks in new]
 
 
 class SummaryMemory(ConversationMemory):
@@ -310,6 +322,40 @@ class SummaryMemory(ConversationMemory):
             cut = self.count.truncate(header, budget) if isinstance(self.count, TokenCounter) else ""
             return cut
         return self._most_recent_that_fit(self.pending, budget, header)
+
+
+def session_notes(conversations: Sequence[Sequence[Turn]], summariser, last_session: int | None = None) -> list[str]:
+    """The notes a :class:`SummaryMemory` would hold for each conversation (a list of turns) once
+    every session up to ``last_session`` (default: all) has been folded in, the last one included.
+
+    Sessions are folded in the same order as in the memory; all conversations' session ``s`` at
+    once (``summariser.many`` when it has one, as :class:`LMSummariser` does)."""
+    if not callable(summariser):
+        raise TypeError(f"summariser must be callable as summariser(summary, turns) -> str, got {type(summariser).__name__}")
+    if last_session is not None and (isinstance(last_session, bool) or not isinstance(last_session, int)
+                                     or last_session < 1):
+        raise ValueError(f"last_session must be a positive int or None, got {last_session!r}")
+    by_session = []
+    for i, turns in enumerate(conversations):
+        turns = list(turns)
+        if not turns or not all(isinstance(t, Turn) for t in turns):
+            raise TypeError(f"conversation {i} must be a non-empty list of Turns")
+        sessions: dict[int, list[Turn]] = {}
+        for t in turns:
+            if last_session is None or t.session <= last_session:
+                sessions.setdefault(t.session, []).append(t)
+        by_session.append([sessions[s] for s in sorted(sessions)])
+    notes = [""] * len(by_session)
+    many = getattr(summariser, "many", None)
+    for step in range(max((len(s) for s in by_session), default=0)):
+        todo = [i for i, s in enumerate(by_session) if step < len(s)]
+        pairs = [(notes[i], by_session[i][step]) for i in todo]
+        out = many(pairs) if many is not None else [summariser(*p) for p in pairs]
+        for i, text in zip(todo, out):
+            if not isinstance(text, str):
+                raise TypeError(f"the summariser returned {type(text).__name__}, not a str")
+            notes[i] = text
+    return notes
 
 
 # ----------------------------------------------------------------------------------- retrieval
