@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wmlib.kv_memory import cache_tensors, kv_cache_bytes_per_token, kv_shape_from_config, measure_kv_cache
+from wmlib.kv_memory import allocated_bytes, cache_tensors, kv_cache_bytes_per_token, kv_shape_from_config, measure_kv_cache
 
 SMOLLM2_135M = {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
                 "hidden_size": 576, "head_dim": 64}
@@ -84,3 +84,26 @@ def test_cli_prints_formula_and_measurement(capsys):
     assert main(["kv-cache", "--dtype", "bfloat16", "--context", "1000"]) == 0
     assert "23,040 bytes per token" in capsys.readouterr().out
     assert main(["kv-cache", "--dtype", "float13"]) != 0
+
+
+def test_allocated_bytes_counts_memory_blocks_not_shapes():
+    buf = torch.zeros(1, 2, 10, 4)  # one block of 10 positions; the cache shows 3 of them
+    k, v = buf[:, :, :3], torch.zeros(1, 2, 3, 4)
+    assert allocated_bytes(((k, v),)) == buf.nbytes + v.nbytes  # the view counts its whole block
+    assert allocated_bytes(((k, k), (k, v))) == buf.nbytes + v.nbytes  # a shared block counts once
+    with pytest.raises(ValueError, match="use_cache=True"):
+        allocated_bytes(None)
+
+
+def test_dynamic_cache_holds_exactly_what_it_read_and_a_static_one_allocates_ahead():
+    from transformers import StaticCache
+
+    model = tiny_llama(kv_heads=2)
+    ids = torch.randint(50, (1, 7), generator=torch.Generator().manual_seed(0))
+    per_token = kv_cache_bytes_per_token(model.config)
+    dynamic = measure_kv_cache(model, ids)
+    assert dynamic.allocated_bytes == dynamic.total_bytes == 7 * per_token
+    static = measure_kv_cache(model, ids, cache=StaticCache(config=model.config, max_cache_len=20))
+    assert static.allocated_bytes == 20 * per_token
+    with pytest.raises(TypeError, match="transformers Cache"):
+        measure_kv_cache(model, ids, cache=[])

@@ -8,7 +8,12 @@ cache is smaller than the number of query heads suggests. Per token::
     bytes = 2 (K and V) x layers x kv_heads x head_dim x bytes per element
 
 :func:`kv_cache_bytes_per_token` computes it from a model config; :func:`measure_kv_cache` runs the
-model and adds up the bytes of the tensors it actually cached.
+model and measures the cache it built two ways: the bytes of the key and value tensors
+(``total_bytes``: elements x element size, what the tensors *show*) and the bytes of the memory
+blocks those tensors live in (``allocated_bytes``, :func:`allocated_bytes`: each distinct storage
+counted once, whole; a view into a larger buffer would count the buffer). Compared with the formula
+times the tokens read, they say whether the cache holds exactly what it read: transformers' default
+dynamic cache grows by concatenation and does; a static cache allocates its full length up front.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "kv_cache_bytes_per_token", "kv_shape_from_config", "cache_tensors", "KVCacheMeasurement",
+    "kv_cache_bytes_per_token", "kv_shape_from_config", "cache_tensors", "allocated_bytes", "KVCacheMeasurement",
     "measure_kv_cache",
 ]
 
@@ -101,10 +106,25 @@ def cache_tensors(past_key_values) -> list[tuple[torch.Tensor, torch.Tensor]]:
     raise TypeError(f"do not know how to read a cache of type {type(past_key_values).__name__}")
 
 
+def allocated_bytes(past_key_values) -> int:
+    """Bytes of the memory blocks (storages) that hold a cache's keys and values, each block counted
+    once and whole: a tensor that is a view into a larger buffer counts the buffer, two tensors
+    sharing one block count it once. This is what the allocator handed out for the cache, not what
+    its tensors' shapes say."""
+    blocks = {}
+    for kv in cache_tensors(past_key_values):
+        for t in kv:
+            st = t.untyped_storage()
+            blocks[(t.device, st.data_ptr())] = st.nbytes()
+    return int(sum(blocks.values()))
+
+
 @dataclass(frozen=True)
 class KVCacheMeasurement:
-    """What a forward pass left in the cache: ``total_bytes`` over ``tokens`` tokens of ``batch``
-    sequences, in ``layers`` layers of keys and values shaped ``key_shape``."""
+    """What a forward pass left in the cache: ``total_bytes`` (the key and value tensors' elements x
+    element size) over ``tokens`` tokens of ``batch`` sequences, in ``layers`` layers of keys and
+    values shaped ``key_shape``, and ``allocated_bytes`` (:func:`allocated_bytes`: the memory blocks
+    behind them)."""
 
     tokens: int
     batch: int
@@ -112,6 +132,7 @@ class KVCacheMeasurement:
     key_shape: tuple[int, ...]
     dtype: torch.dtype
     total_bytes: int
+    allocated_bytes: int
 
     @property
     def bytes_per_token(self) -> float:
@@ -119,9 +140,11 @@ class KVCacheMeasurement:
 
 
 @torch.no_grad()
-def measure_kv_cache(model, input_ids: torch.Tensor) -> KVCacheMeasurement:
-    """Run ``model`` on ``input_ids`` (``(batch, tokens)`` ints) with ``use_cache=True`` and add up
-    the bytes of every key and value tensor in the returned cache."""
+def measure_kv_cache(model, input_ids: torch.Tensor, cache=None) -> KVCacheMeasurement:
+    """Run ``model`` on ``input_ids`` (``(batch, tokens)`` ints) with ``use_cache=True`` and measure
+    the returned cache: the bytes of its key and value tensors and of the memory blocks behind them.
+    ``cache``: a transformers ``Cache`` to fill (e.g. a ``StaticCache``); default: the model's own
+    (a dynamic cache)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
         got = f"a tensor of shape {tuple(input_ids.shape)} and dtype {input_ids.dtype}" \
             if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
@@ -129,11 +152,14 @@ def measure_kv_cache(model, input_ids: torch.Tensor) -> KVCacheMeasurement:
     if input_ids.shape[1] == 0:
         raise ValueError("input_ids has no tokens: the cache of zero tokens is empty")
     device = next(model.parameters()).device
-    out = model(input_ids=input_ids.to(device), use_cache=True)
+    if cache is not None and not hasattr(cache, "update"):
+        raise TypeError(f"cache must be a transformers Cache (e.g. StaticCache), got {type(cache).__name__}")
+    out = model(input_ids=input_ids.to(device), use_cache=True, past_key_values=cache)
     pairs = cache_tensors(out.past_key_values)
     total = sum(t.numel() * t.element_size() for kv in pairs for t in kv)
     k0 = pairs[0][0]
     return KVCacheMeasurement(
         tokens=int(input_ids.shape[1]), batch=int(input_ids.shape[0]), layers=len(pairs),
         key_shape=tuple(k0.shape), dtype=k0.dtype, total_bytes=int(total),
+        allocated_bytes=allocated_bytes(out.past_key_values),
     )
