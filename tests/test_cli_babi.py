@@ -49,7 +49,7 @@ def test_babi_joint_json_schema(tmp_path, capsys):
     assert res["mean_test_error"] == pytest.approx(sum(errors) / 2, abs=0.01)
 
 
-RECORDED = ["babi_1k", "babi_1k_hops1", "babi_1k_hops2", "babi_1k_paper_pe"]  # the joint run (wmlib babi --joint) has no record yet
+RECORDED = ["babi_1k", "babi_1k_hops1", "babi_1k_hops2", "babi_1k_paper_pe", "babi_1k_joint"]
 
 
 def config_of(command: str) -> dict:
