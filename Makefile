@@ -58,8 +58,8 @@ $(VENDOR)/.done: $(ASSETS)/package.json $(ASSETS)/package-lock.json
 # Trainings longer than a chapter's budget: run once, kept in the wmlib cache, loaded by the
 # chapters (each is skipped when its result is already cached). Longer runs are recorded instead,
 # each JSON file with its command: Chapters 8 and 9's in wmlib/results/ (shipped with the package),
-# Chapter 11's study and Chapter 14's benchmark in book/results/ (Chapter 5's longer recall run and
-# Chapter 14's memory-systems run go there too once recorded; the chapters say when they are absent).
+# Chapter 5's longer recall run, Chapter 11's study and Chapter 14's benchmark and memory-systems run in
+# book/results/ (the chapters say when a record is absent, as in Colab).
 results: $(STAMP)
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2 --probe  # all of SST-2 train, one epoch, and the linear probe on the same sentences: Chapters 10 and 11
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib distill-sst2 --train-size 67349 --epochs 2 --temperatures 4  # Chapter 11
