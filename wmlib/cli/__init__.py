@@ -13,7 +13,11 @@ import importlib
 import sys
 
 # the commands, in the order `wmlib --help` lists them (module names in this package)
+<<<<<<< ours
 COMMANDS = ["info", "kv_cache", "induction", "bench", "probe", "finetune", "distill", "babi", "copy_task", "recall", "icl"]
+=======
+COMMANDS = ["info", "kv_cache", "induction", "bench", "probe", "conflict", "finetune", "distill", "babi"]
+>>>>>>> theirs
 
 
 class Parser(argparse.ArgumentParser):
