@@ -170,7 +170,7 @@ def test_cloze_encoding_offsets_and_policy(smollm):
 def test_conflict_trials_equal_whole_prompt_scoring(smollm, chat_template):
     """Cutting the cache back per distance scores exactly what scoring each whole prompt scores."""
     model, tok = smollm
-    fs = [f for f in FACTS if f.subject in ("France", "Eiffel Tower")]
+    fs = [f for f in FACTS if (f.relation, f.subject) in (("capital", "France"), ("landmark", "Eiffel Tower"))]
     false = counterfactual_answers(fs, seed=0)
     rows = conflict_trials(model, tok, fs, false, [0, 9, 40], POOL, draws=2, keep_prompts=True,
                            chat_template=chat_template)
@@ -185,9 +185,15 @@ def test_conflict_trials_equal_whole_prompt_scoring(smollm, chat_template):
     assert torch.allclose(margins, s.logprob[:, 0] - s.logprob[:, 1], atol=2e-3)
     assert [r["context"] for r in rows] == s.greedy[:, 0].tolist()
     assert [r["weights"] for r in rows] == s.greedy[:, 1].tolist()
-    again = conflict_trials(model, tok, fs[:1], false[:1], [9], POOL, draws=2)
-    assert [a["margin"] for a in again] == [r["margin"] for r in rows if r["fact"] == 0 and r["distance"] == 9], \
+    again = conflict_trials(model, tok, fs[:1], false[:1], [9], POOL, draws=2, keep_prompts=True,
+                            chat_template=chat_template)
+    same = [r for r in rows if r["fact"] == 0 and r["distance"] == 9]
+    assert [a["prompt"] for a in again] == [r["prompt"] for r in same], \
         "a run with fewer facts and distances repeats the same prompts"
+    # the same prompts, read through a cache of another length: float32 sums in another order
+    # (a few 1e-6 nats), so the scores agree to rounding, not bit for bit
+    assert torch.allclose(torch.tensor([a["margin"] for a in again]), torch.tensor([r["margin"] for r in same]), atol=1e-4)
+    assert [(a["context"], a["weights"]) for a in again] == [(r["context"], r["weights"]) for r in same]
 
 
 def test_conflict_trials_bad_input(smollm):
@@ -196,7 +202,7 @@ def test_conflict_trials_bad_input(smollm):
     for kwargs, match in ((dict(distances=[]), "distances"), (dict(distances=5), "distances"),
                           (dict(distances=[-1]), "distances"), (dict(distances=[4], draws=0), "draws"),
                           (dict(distances=[4], pool=[]), "pool"), (dict(distances=[5000]), "filler pool holds")):
-        args = dict(pool=POOL, **kwargs)
+        args = {"pool": POOL, **kwargs}
         with pytest.raises(ValueError, match=match):
             conflict_trials(model, tok, f, [" Rome"], **args)
     with pytest.raises(ValueError, match="one false answer per fact"):
