@@ -220,17 +220,51 @@ def test_distance_sample():
         distance_run(model=object(), tokenizer=None, config={"distance": 3})
 
 
-def test_recorded_distance_run_matches_the_code():
-    """book/results/ch02_distance.json was made with today's DISTANCE_RUN (rerun `wmlib conflict
-    --json book/results/ch02_distance.json` after changing it)."""
+def config_of(command: str) -> dict:
+    """The configuration that a recorded ``wmlib conflict ...`` command line runs with today's code."""
+    import shlex
+
+    from wmlib.cli import build_parser
+    from wmlib.cli.conflict import _config
+
+    words = shlex.split(command)
+    assert words[:2] == ["wmlib", "conflict"], command
+    return _config(build_parser().parse_args(words[1:]))
+
+
+def test_conflict_command_configuration():
+    assert config_of("wmlib conflict") == json.loads(json.dumps(DISTANCE_RUN))
+    c = config_of("wmlib conflict --facts 3 --distances 0,64 --draws 2 --chat-template on --json /tmp/x.json")
+    assert (c["facts"], c["distances"], c["draws"], c["chat_template"]) == (3, [0, 64], 2, "on")
+    assert DISTANCE_RUN["distances"] != [0, 64], "the defaults are not changed by a command"
+    from wmlib.cli import build_parser
+    for bad in (["--distances", "a,b"], ["--distances", "-4"], ["--draws", "0"], ["--facts", "0"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["conflict", *bad])
+
+
+def test_conflict_command_runs(tmp_path, capsys):
+    from wmlib.cli import main
+
+    out = tmp_path / "c.json"
+    assert main(["conflict", "--facts", "2", "--distances", "0,16", "--draws", "1", "--json", str(out)]) == 0
+    assert "distance    16 tokens: the context wins" in capsys.readouterr().out
+    run = json.loads(out.read_text())
+    assert run["config"]["distances"] == [0, 16] and len(run["facts"]) == 2 and len(run["trials"]) == 2 * 2
+    assert {(r["fact"], r["distance"]) for r in run["trials"]} == {(0, 0), (1, 0), (0, 16), (1, 16)}
+
+
+def test_recorded_distance_run_matches_what_its_command_runs_today():
+    """book/results/ch02_distance.json was made by its recorded command with today's code
+    (rerun `wmlib conflict --json book/results/ch02_distance.json` after changing DISTANCE_RUN)."""
     path = Path(__file__).resolve().parents[1] / "book" / "results" / "ch02_distance.json"
     if not path.exists():
         pytest.skip("no recorded run yet")
     run = json.loads(path.read_text())
-    assert run["config"] == json.loads(json.dumps(DISTANCE_RUN))
+    assert run["config"] == config_of(run["command"])
+    assert run["config"] == json.loads(json.dumps(DISTANCE_RUN)), "the chapter reads the record as the default run"
     n = len(run["facts"])
     assert n == min(run["n_known"], DISTANCE_RUN["facts"]) and len(run["false_answers"]) == n
-    for name in ("same_words", "reworded"):
-        part = DISTANCE_RUN[name]
-        assert len(run[name]) == n * part["draws"] * len(part["distances"])
-        assert {r["distance"] for r in run[name]} == set(part["distances"])
+    assert len(run["trials"]) == n * DISTANCE_RUN["draws"] * len(DISTANCE_RUN["distances"])
+    assert {r["distance"] for r in run["trials"]} == set(DISTANCE_RUN["distances"])
+    assert all(r["tokens"] >= r["distance"] for r in run["trials"])

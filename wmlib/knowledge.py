@@ -412,9 +412,8 @@ def conflict_trials(model, tokenizer, fact_list: list[Fact], false_answers: list
 # its configuration is here, once, so that the chapter, the command that reproduces it and the test
 # that the recording still matches the code all read the same values.
 DISTANCE_RUN = dict(
-    model="smollm2-135m", dtype="float32", chat_template="off", seed=0, filler="babi/1-20", facts=24,
-    same_words=dict(distances=[0, 16, 128, 512, 2048, 4096], draws=2),
-    reworded=dict(distances=[16, 512], draws=2),
+    model="smollm2-135m", dtype="float32", chat_template="off", seed=0, filler="babi/1-20", facts=9,
+    distances=[0, 16, 64, 256, 1024, 4096], draws=3,
 )
 
 
@@ -449,9 +448,9 @@ def distance_sample(known: list[Fact], n: int, seed: int = 0) -> list[Fact]:
 def distance_run(model=None, tokenizer=None, config: dict | None = None, progress=None) -> dict:
     """Run the distance experiment of ``config`` (default :data:`DISTANCE_RUN`; keys given override
     it) and return a JSON-ready dict: the configuration, the facts used (a seeded sample of the known
-    ones), their false answers, and every trial of :func:`conflict_trials` for the same-words and
-    the reworded statements, with versions and CPU time. With ``model=None`` the configuration's
-    model is loaded in its dtype."""
+    ones), their false answers, and every trial of :func:`conflict_trials` (statements in the
+    question's own words) under ``"trials"``, with versions and CPU time. With ``model=None`` the
+    configuration's model is loaded in its dtype."""
     import platform
     import time
 
@@ -476,11 +475,8 @@ def distance_run(model=None, tokenizer=None, config: dict | None = None, progres
                                             python=platform.python_version()),
                n_known=len(known), facts=[[f.relation, f.subject] for f in used], false_answers=false,
                pool_size=len(pool))
-    for name in ("same_words", "reworded"):
-        part = config[name]
-        out[name] = conflict_trials(model, tokenizer, used, false, part["distances"], pool, draws=part["draws"],
-                                    seed=config["seed"], reworded=name == "reworded",
-                                    chat_template=config["chat_template"], progress=progress)
+    out["trials"] = conflict_trials(model, tokenizer, used, false, config["distances"], pool, draws=config["draws"],
+                                    seed=config["seed"], chat_template=config["chat_template"], progress=progress)
     out["wall_seconds"], out["cpu_seconds"] = round(time.time() - start, 1), round(time.process_time() - cpu, 1)
     out["threads"] = torch.get_num_threads()
     return out

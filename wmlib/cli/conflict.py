@@ -7,6 +7,7 @@ The defaults are :data:`wmlib.knowledge.DISTANCE_RUN`, the configuration of
 
 from __future__ import annotations
 
+import json
 import sys
 
 from ._args import dtype_name, nonnegative_int, output_file, positive_int, write_json
@@ -25,24 +26,29 @@ def _distances(text: str) -> list[int]:
     return values
 
 
+def _config(args) -> dict:
+    """The run's configuration: :data:`wmlib.knowledge.DISTANCE_RUN` with the flags given."""
+    from ..knowledge import DISTANCE_RUN
+
+    config = json.loads(json.dumps(DISTANCE_RUN))  # a deep copy, as JSON records it
+    for key in ("model", "dtype", "chat_template", "seed", "facts", "distances", "draws"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    return config
+
+
 def run(args) -> int:
     import torch
 
-    from ..knowledge import DISTANCE_RUN, distance_run
+    from ..knowledge import distance_run
     from ..utils import progress
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = {k: v for k, v in DISTANCE_RUN.items()}
-    for key in ("model", "dtype", "chat_template", "seed", "facts"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    if args.distances is not None or args.draws is not None:
-        config["same_words"] = dict(distances=args.distances or DISTANCE_RUN["same_words"]["distances"],
-                                    draws=args.draws or DISTANCE_RUN["same_words"]["draws"])
-    out = distance_run(config=config, progress=progress)
+    out = distance_run(config=_config(args), progress=progress)
+    out["command"] = "wmlib " + " ".join(sys.argv[1:]) if "conflict" in sys.argv else "wmlib conflict"
     by_distance = {}
-    for row in out["same_words"]:
+    for row in out["trials"]:
         by_distance.setdefault(row["distance"], []).append(row["context"])
     for d, wins in sorted(by_distance.items()):
         print(f"distance {d:5d} tokens: the context wins {sum(wins)} of {len(wins)} trials")
@@ -64,9 +70,9 @@ def register(sub) -> None:
     p.add_argument("--chat-template", choices=["auto", "on", "off"], dest="chat_template",
                    help=f"wrap the text in the tokenizer's chat template (default {d['chat_template']})")
     p.add_argument("--facts", type=positive_int, help=f"known facts sampled (default {d['facts']})")
-    p.add_argument("--distances", type=_distances, help="same-words distances in tokens (default "
-                   + ",".join(map(str, d["same_words"]["distances"])) + ")")
-    p.add_argument("--draws", type=positive_int, help=f"filler draws per fact (default {d['same_words']['draws']})")
+    p.add_argument("--distances", type=_distances, help="distances in tokens (default "
+                   + ",".join(map(str, d["distances"])) + ")")
+    p.add_argument("--draws", type=positive_int, help=f"filler draws per fact (default {d['draws']})")
     p.add_argument("--seed", type=nonnegative_int, help=f"seed of the sample, answers and fillers (default {d['seed']})")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     p.set_defaults(func=run)
