@@ -27,8 +27,8 @@ import torch
 __all__ = [
     "Fact", "RELATIONS", "FACTS", "facts", "counterfactual_answers", "ContinuationScore",
     "score_candidates", "score_continuations", "counterfactual_prompt", "override_rate",
-    "filler_pool", "filler_text", "conflict_trials", "known_facts", "babi_filler_pool",
-    "DISTANCE_RUN", "distance_run",
+    "CLOZE_INSTRUCTION", "cloze_encoding", "filler_pool", "filler_text", "conflict_trials", "known_facts",
+    "babi_filler_pool", "distance_sample", "DISTANCE_RUN", "distance_run",
 ]
 
 
@@ -145,12 +145,38 @@ class ContinuationScore:
     n_tokens: torch.Tensor  # long
 
 
+CLOZE_INSTRUCTION = "Continue the text."
+
+
+def cloze_encoding(tokenizer, text: str, chat_template: str | bool = "off") -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of ``text`` as the model reads it, and each token's character span in ``text``.
+
+    ``chat_template`` is the book's policy (:func:`wmlib.lm.uses_chat_template`): plain text
+    (``"off"``, the default: a cloze prompt for a base model) gets the tokenizer's special-token
+    prefix (BOS where it uses one), whose tokens get the span ``(-1, -1)``; with a template the text
+    becomes the start of the model's reply to the user turn :data:`CLOZE_INSTRUCTION`, and the
+    template's tokens get negative spans (they lie before ``text``).
+    """
+    from . import lm
+
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if lm.uses_chat_template(tokenizer, chat_template):
+        head = lm.render_prompt(tokenizer, CLOZE_INSTRUCTION, "", chat_template)
+        ids, offsets = lm.encode_with_offsets(tokenizer, head + text)
+        return ids, [(a - len(head), b - len(head)) for a, b in offsets]
+    ids, offsets = lm.encode_with_offsets(tokenizer, text)
+    prefix = lm.special_prefix(tokenizer)
+    return prefix + ids, [(-1, -1)] * len(prefix) + offsets
+
+
 def score_candidates(model, tokenizer, prompts: list[str], candidates: list[list[str]],
-                     batch_size: int = 16) -> ContinuationScore:
+                     batch_size: int = 16, chat_template: str | bool = "off") -> ContinuationScore:
     """Score every candidate continuation ``candidates[i][j]`` after ``prompts[i]``.
 
-    Prompt and candidate are tokenized separately, the way ``generate`` sees them (the prompt with
-    the tokenizer's special-token prefix, e.g. a BOS token, when it uses one), and scored by
+    Prompt and candidate are tokenized separately, the way ``generate`` sees them (the prompt
+    through :func:`cloze_encoding`: with the tokenizer's special-token prefix, e.g. a BOS token,
+    when it uses one, or inside the chat template when ``chat_template`` asks for it), and scored by
     :func:`wmlib.lm.score_candidates`, which reads each prompt once and reuses its KV cache for
     every candidate. Returns ``(N, C)`` tensors.
     """
@@ -166,7 +192,7 @@ def score_candidates(model, tokenizer, prompts: list[str], candidates: list[list
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if not prompts:
         raise ValueError("no prompts to score")
-    p_ids = [lm.encode(tokenizer, p) for p in prompts]
+    p_ids = [cloze_encoding(tokenizer, p, chat_template)[0] if p else [] for p in prompts]
     c_ids = [[lm.encode(tokenizer, c, prefix=False) for c in cands] for cands in candidates]
     for prompt, ids, cands, row in zip(prompts, p_ids, candidates, c_ids):
         if not prompt or not ids or not all(row):
@@ -176,14 +202,15 @@ def score_candidates(model, tokenizer, prompts: list[str], candidates: list[list
 
 
 def score_continuations(model, tokenizer, prompts: list[str], continuations: list[str],
-                        batch_size: int = 16) -> ContinuationScore:
+                        batch_size: int = 16, chat_template: str | bool = "off") -> ContinuationScore:
     """Score ``continuations[i]`` after ``prompts[i]``: :func:`score_candidates` with one candidate
     each; returns ``(N,)`` tensors."""
     if isinstance(prompts, str) or isinstance(continuations, str):
         raise TypeError("prompts and continuations must be lists of strings, not single strings")
     if len(prompts) != len(continuations):
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations: pair them one to one")
-    s = score_candidates(model, tokenizer, prompts, [[c] for c in continuations], batch_size=batch_size)
+    s = score_candidates(model, tokenizer, prompts, [[c] for c in continuations], batch_size=batch_size,
+                         chat_template=chat_template)
     return ContinuationScore(s.logprob[:, 0], s.greedy[:, 0], s.n_tokens[:, 0])
 
 
@@ -287,10 +314,21 @@ def _boundary(offsets: list[tuple[int, int]], char: int) -> int:
     return next((i for i, (a, _) in enumerate(offsets) if a >= char), len(offsets))
 
 
+def _forward(model, ids: list[int], cache, keep: int):
+    """Logits of the last ``keep`` positions after ``ids`` (fed after ``cache``), float32 on the CPU."""
+    device = next(model.parameters()).device
+    kwargs = dict(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+    try:
+        out = model(**kwargs, logits_to_keep=keep)
+    except TypeError:  # an architecture without logits_to_keep
+        out = model(**kwargs)
+    return out.logits[0, -keep:].float().cpu(), out.past_key_values
+
+
 @torch.no_grad()
 def conflict_trials(model, tokenizer, fact_list: list[Fact], false_answers: list[str], distances,
                     pool: list[str], draws: int = 1, seed: int = 0, reworded: bool = False,
-                    progress=None, keep_prompts: bool = False) -> list[dict]:
+                    chat_template: str | bool = "off", progress=None, keep_prompts: bool = False) -> list[dict]:
     """Which memory wins when ``d`` tokens of unrelated text separate a false statement from its question.
 
     For fact ``i`` and filler draw ``k``, sentences of ``pool`` are taken in a random order (a
@@ -298,85 +336,84 @@ def conflict_trials(model, tokenizer, fact_list: list[Fact], false_answers: list
     distance ``d`` is "<statement with the false answer> <the first filler sentences, at least d
     tokens> <cloze prompt>", so the distances of one draw share their filler (nested prefixes) and a
     run with fewer or shorter distances repeats the same prompts. Tokens are located by character
-    offsets in the tokenized longest prompt, so any fast tokenizer works. The statement and the
-    longest filler are read once; each distance then cuts the cache back to its prefix and reads the
-    question and both answers (teacher forcing).
+    offsets (:func:`cloze_encoding`, so any fast tokenizer, with or without BOS, and the chat-template
+    policy ``chat_template`` work). The statement and the longest filler are read once; each
+    distance then cuts the KV cache back to its prefix and reads the question and each answer
+    (teacher forcing): the same scores as :func:`score_candidates` on the whole prompt, at a
+    fraction of the cost (the tests check it).
 
     Returns one dict per trial: ``fact`` (index into ``fact_list``), ``draw``, ``distance``,
     ``tokens`` (the filler's actual length), ``context`` / ``weights`` (greedy decoding writes the
     false / the true answer) and ``margin`` (log p(false) - log p(true), nats). ``progress`` wraps
     the loop over facts and draws (e.g. ``wmlib.utils.progress``); ``keep_prompts=True`` adds the
-    ``prompt`` (decoded text) of each trial.
+    ``prompt`` (the text up to the answer) of each trial.
     """
-    if len(fact_list) != len(false_answers) or not fact_list:
-        raise ValueError(f"need one false answer per fact: {len(fact_list)} facts, {len(false_answers)} answers")
-    distances = sorted(set(distances), reverse=True) if not isinstance(distances, int) else distances
+    from . import lm
+
+    if isinstance(fact_list, Fact) or len(fact_list) != len(false_answers) or not fact_list:
+        raise ValueError(f"need a list of facts and one false answer per fact: got {len(fact_list) if not isinstance(fact_list, Fact) else 'one Fact'} "
+                         f"facts and {len(false_answers)} answers")
     if isinstance(distances, int) or not distances or any(isinstance(d, bool) or not isinstance(d, int) or d < 0
                                                            for d in distances):
-        raise ValueError(f"distances must be a list of non-negative ints (tokens), got {distances!r}")
+        raise ValueError(f"distances must be a non-empty list of non-negative ints (tokens), got {distances!r}")
+    distances = sorted(set(distances), reverse=True)
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be a positive int, got {draws!r}")
-    if not pool:
-        raise ValueError("the filler pool is empty")
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("conflict_trials locates tokens by character offsets: it needs a fast tokenizer")
-    device = next(model.parameters()).device
+    if isinstance(pool, str) or not pool:
+        raise ValueError("pool must be a non-empty list of filler sentences")
+    limit = lm.context_limit(model)
     loop = [(k, i) for k in range(draws) for i in range(len(fact_list))]
     rows = []
     for k, i in (progress(loop, desc="facts and draws") if progress else loop):
         fact, false = fact_list[i], false_answers[i]
         order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed + 7919 * k + i)).tolist()
-        text, ends, n_est = fact.statement(false, reworded=reworded), [], 0
-        ends.append(len(text))
+        text = fact.statement(false, reworded=reworded)
+        ends, n_est = [len(text)], 0
         for j in order:  # enough sentences for the longest distance, with a margin for merged tokens
             if n_est >= distances[0] + 16:
                 break
             text += " " + pool[j]
             ends.append(len(text))
             n_est += len(tokenizer(" " + pool[j], add_special_tokens=False)["input_ids"])
-        else:
-            if n_est < distances[0] + 16:
-                raise ValueError(f"the filler pool holds about {n_est} tokens, fewer than {distances[0]}")
-        question_at = len(text)
+        if n_est < distances[0] + 16:
+            raise ValueError(f"the filler pool holds about {n_est} tokens, fewer than the {distances[0]} asked for")
+        question_at = len(text) + 1
         text += " " + fact.prompt
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+        ids, offsets = cloze_encoding(tokenizer, text, chat_template)
         cuts = [_boundary(offsets, e) for e in ends]  # prompt length after the statement, after each sentence
-        q_from = _boundary(offsets, question_at)
-        question = ids[q_from:]
+        question = ids[_boundary(offsets, question_at - 1):]  # the space before the question starts it
         prefix_ends = {d: next(c for c in cuts if c - cuts[0] >= d) for d in distances}
         longest = max(prefix_ends.values())
-        out = model(input_ids=torch.tensor([ids[:longest]], device=device), use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        if limit is not None and longest + len(question) + 8 > limit:
+            raise ValueError(f"distance {distances[0]} needs about {longest + len(question)} tokens, more than "
+                             f"the model's context of {limit}")
+        _, cache = _forward(model, ids[:longest], None, 1)
         for d in distances:  # longest first: the cache only ever gets shorter
             end = prefix_ends[d]
             result = {}
             for name, answer in (("context", false), ("weights", fact.answer)):
                 _crop_cache(cache, end)
-                cand = tokenizer(answer, add_special_tokens=False)["input_ids"]
-                feed = torch.tensor([question + cand[:-1]], device=device)
-                logits = model(input_ids=feed, past_key_values=cache, use_cache=True,
-                               logits_to_keep=len(cand)).logits[0].float()
-                logp = torch.log_softmax(logits, -1).cpu()
+                cand = lm.encode(tokenizer, answer, prefix=False)
+                logits, cache = _forward(model, question + cand[:-1], cache, len(cand))
+                logp = torch.log_softmax(logits, -1)
                 target = torch.tensor(cand)
                 result[name] = (bool((logp.argmax(-1) == target).all()), float(logp.gather(-1, target[:, None]).sum()))
             _crop_cache(cache, end)
             rows.append(dict(fact=i, draw=k, distance=d, tokens=end - cuts[0], context=result["context"][0],
                              weights=result["weights"][0], margin=result["context"][1] - result["weights"][1]))
             if keep_prompts:
-                rows[-1]["prompt"] = tokenizer.decode(ids[:end] + question)
+                rows[-1]["prompt"] = text[:ends[cuts.index(end)]] + text[question_at - 1:]
+        del cache
     rows.sort(key=lambda r: (r["draw"], r["distance"], r["fact"]))
     return rows
 
 
-# The recorded run of Chapter 2 (``book/results/ch02_distance.json``): its configuration is here,
-# once, so that the chapter, the command that reproduces it and the test that the recording still
-# matches the code all read the same values.
+# The recorded run of Chapter 2 (``book/results/ch02_distance.json``, written by ``wmlib conflict``):
+# its configuration is here, once, so that the chapter, the command that reproduces it and the test
+# that the recording still matches the code all read the same values.
 DISTANCE_RUN = dict(
-    model="smollm2-135m", dtype="float32", chat_template="off", seed=0,
-    filler="babi/1-20",
-    same_words=dict(distances=[0, 16, 128, 512, 2048, 4096], draws=2),
-    reworded=dict(distances=[16, 512], draws=2),
+    model="smollm2-135m", dtype="float32", chat_template="off", seed=0, filler="babi/1-20", facts=9,
+    distances=[0, 16, 64, 256, 1024, 4096], draws=3,
 )
 
 
@@ -389,35 +426,57 @@ def babi_filler_pool() -> list[str]:
     return filler_pool(sorted({s for task in range(1, 21) for ex in load_babi(task, "train") for s in ex.story}))
 
 
-def known_facts(model, tokenizer, fact_list: list[Fact] | None = None) -> list[Fact]:
+def known_facts(model, tokenizer, fact_list: list[Fact] | None = None, chat_template: str | bool = "off") -> list[Fact]:
     """The facts whose answer greedy decoding writes from the cloze prompt alone (closed book)."""
     fact_list = facts() if fact_list is None else fact_list
-    s = score_candidates(model, tokenizer, [f.prompt for f in fact_list], [[f.answer] for f in fact_list])
+    s = score_candidates(model, tokenizer, [f.prompt for f in fact_list], [[f.answer] for f in fact_list],
+                         chat_template=chat_template)
     return [f for f, k in zip(fact_list, s.greedy[:, 0].tolist()) if k]
 
 
+def distance_sample(known: list[Fact], n: int, seed: int = 0) -> list[Fact]:
+    """``n`` of the ``known`` facts, drawn without replacement (seeded) and kept in their order;
+    all of them when there are no more than ``n``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if len(known) <= n:
+        return list(known)
+    pick = torch.randperm(len(known), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return [known[i] for i in pick.tolist()]
+
+
 def distance_run(model=None, tokenizer=None, config: dict | None = None, progress=None) -> dict:
-    """Run the distance experiment of ``config`` (default :data:`DISTANCE_RUN`) and return a
-    JSON-ready dict: the configuration, the known facts, their false answers, and every trial of
-    :func:`conflict_trials` for the same-words and the reworded statements."""
+    """Run the distance experiment of ``config`` (default :data:`DISTANCE_RUN`; keys given override
+    it) and return a JSON-ready dict: the configuration, the facts used (a seeded sample of the known
+    ones), their false answers, and every trial of :func:`conflict_trials` (statements in the
+    question's own words) under ``"trials"``, with versions and CPU time. With ``model=None`` the
+    configuration's model is loaded in its dtype."""
+    import platform
     import time
+
+    import transformers
 
     from .models import load_causal_lm
 
     config = {**DISTANCE_RUN, **(config or {})}
+    unknown = sorted(set(config) - set(DISTANCE_RUN))
+    if unknown:
+        raise ValueError(f"unknown configuration keys {unknown}; the run knows {sorted(DISTANCE_RUN)}")
     if config["filler"] != "babi/1-20":
         raise ValueError(f"unknown filler {config['filler']!r}; this run uses 'babi/1-20' (babi_filler_pool)")
     if model is None:
-        model, tokenizer = load_causal_lm(config["model"], dtype=getattr(torch, config["dtype"]))
+        model, tokenizer = load_causal_lm(config["model"], dtype=config["dtype"])
     start, cpu = time.time(), time.process_time()
-    known = known_facts(model, tokenizer)
-    false = counterfactual_answers(known, seed=config["seed"])
+    known = known_facts(model, tokenizer, chat_template=config["chat_template"])
+    used = distance_sample(known, config["facts"], seed=config["seed"])
+    false = counterfactual_answers(used, seed=config["seed"])
     pool = babi_filler_pool()
-    out = dict(config=config, torch=torch.__version__, known=[[f.relation, f.subject] for f in known],
-               false_answers=false, pool_size=len(pool))
-    for name in ("same_words", "reworded"):
-        part = config[name]
-        out[name] = conflict_trials(model, tokenizer, known, false, part["distances"], pool, draws=part["draws"],
-                                    seed=config["seed"], reworded=name == "reworded", progress=progress)
-    out["seconds"], out["cpu_seconds"] = round(time.time() - start, 1), round(time.process_time() - cpu, 1)
+    out = dict(config=config, versions=dict(torch=torch.__version__, transformers=transformers.__version__,
+                                            python=platform.python_version()),
+               n_known=len(known), facts=[[f.relation, f.subject] for f in used], false_answers=false,
+               pool_size=len(pool))
+    out["trials"] = conflict_trials(model, tokenizer, used, false, config["distances"], pool, draws=config["draws"],
+                                    seed=config["seed"], chat_template=config["chat_template"], progress=progress)
+    out["wall_seconds"], out["cpu_seconds"] = round(time.time() - start, 1), round(time.process_time() - cpu, 1)
+    out["threads"] = torch.get_num_threads()
     return out

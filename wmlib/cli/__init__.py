@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # the commands, in the order `wmlib --help` lists them (module names in this package)
-COMMANDS = ["info", "kv_cache", "induction", "bench", "probe", "finetune", "distill", "babi", "copy_task", "recall", "icl"]
+COMMANDS = ["info", "kv_cache", "induction", "bench", "probe", "conflict", "finetune", "distill", "babi", "copy_task", "recall", "icl"]
 
 
 class Parser(argparse.ArgumentParser):
