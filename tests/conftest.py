@@ -97,3 +97,18 @@ def tiny_lm(tiny_model_dir):
         return loaded[family]
 
     return get
+
+
+@pytest.fixture
+def wmlib_cli(capsys):
+    """``wmlib ARGV`` run in this process (no interpreter start-up per case): returns the exit status
+    and the lines written to stderr. The console script itself is tested once, in a subprocess
+    (tests/test_tools.py and tests/test_cli.py)."""
+    from wmlib.cli import main
+
+    def run(argv):
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    return run

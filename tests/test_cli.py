@@ -64,12 +64,10 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize("argv", BAD_FLAGS, ids=[" ".join(a) for a in BAD_FLAGS])
-def test_bad_flags_exit_2_with_one_line(argv):
-    out = subprocess.run([sys.executable, "-m", "wmlib.cli", *argv], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2, (out.returncode, out.stderr)
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error:" in lines[0], out.stderr
-    assert "Traceback" not in out.stderr
+def test_bad_flags_exit_2_with_one_line(argv, wmlib_cli):
+    code, lines = wmlib_cli(argv)
+    assert code == 2, (code, lines)
+    assert len(lines) == 1 and "error:" in lines[0], lines
 
 
 def test_json_path_problems_are_reported(tmp_path):

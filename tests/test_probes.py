@@ -8,8 +8,6 @@ tokenizer, so they run in seconds and need no download. One test checks the pack
 import json
 import random
 import re
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -487,11 +485,10 @@ BAD = [
 
 
 @pytest.mark.parametrize("argv", BAD, ids=[" ".join(a[1:]) for a in BAD])
-def test_cli_bad_flags_exit_2_with_one_line(argv):
-    out = subprocess.run([sys.executable, "-m", "wmlib.cli", *argv], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2, (out.returncode, out.stderr)
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in out.stderr, out.stderr
+def test_cli_bad_flags_exit_2_with_one_line(argv, wmlib_cli):
+    code, lines = wmlib_cli(argv)
+    assert code == 2, (code, lines)
+    assert len(lines) == 1 and "error:" in lines[0], lines
 
 
 def test_cli_output_path_problems_are_reported(tmp_path, capsys):
