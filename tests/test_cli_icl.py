@@ -82,13 +82,20 @@ def config_of(command: str, monkeypatch) -> dict:
     return asdict(cfg) | {"ks": list(cfg.ks)}
 
 
-def test_recorded_run_matches_what_its_command_runs_today(monkeypatch):
+def _recorded():
+    from wmlib import results
+
+    return [n for n in ("icl_sst2", "icl_sst2_plain") if n in results.names()] or ["icl_sst2"]
+
+
+@pytest.mark.parametrize("name", _recorded())
+def test_recorded_run_matches_what_its_command_runs_today(name, monkeypatch):
     from wmlib import results
     from wmlib.icl import ICLStudyConfig, study_conditions
 
-    if "icl_sst2" not in results.names():
+    if name not in results.names():
         pytest.skip("no recorded ICL study in this copy")
-    rec = results.load("icl_sst2")
+    rec = results.load(name)
     assert rec["config"] == config_of(rec["command"], monkeypatch)
     assert rec["command"].split()[:2] == ["wmlib", "icl"] and "--resume" not in rec["command"]
     assert rec["complete"] and rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"

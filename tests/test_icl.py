@@ -240,16 +240,22 @@ def test_study_correct_reads_predictions():
         icl.study_correct(results, "b")
 
 
-def test_recorded_study_matches_the_code():
-    """wmlib/results/icl_sst2.json holds, for every condition its configuration defines, the condition
-    the code defines today (its command line is checked in tests/test_cli_icl.py)."""
+@pytest.mark.parametrize("name", ["icl_sst2", "icl_sst2_plain"])
+def test_recorded_study_matches_the_code(name):
+    """wmlib/results/icl_sst2*.json hold, for every condition their configuration defines, the condition
+    the code defines today (their command lines are checked in tests/test_cli_icl.py)."""
     from wmlib import results
 
-    if "icl_sst2" not in results.names():
-        pytest.skip("no recorded ICL study yet")
-    rec = results.load("icl_sst2")
+    if name not in results.names():
+        pytest.skip(f"no recorded ICL study {name} yet")
+    rec = results.load(name)
     cfg = icl.ICLStudyConfig(**rec["config"])
     assert rec["complete"] and rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"
+    assert rec["chat_template_main"] == (name == "icl_sst2")  # the plain-text twin writes no template
+    if name == "icl_sst2_plain" and "icl_sst2" in results.names():  # the same study, the template aside
+        main = results.load("icl_sst2")
+        assert {k: v for k, v in rec["config"].items() if k != "chat_template"} == \
+            {k: v for k, v in main["config"].items() if k != "chat_template"} and rec["labels"] == main["labels"]
     want = icl.study_conditions(cfg, has_template=True)
     assert [c["name"] for c in want] == list(rec["conditions"])
     for c in want:
