@@ -50,3 +50,65 @@ def test_tiny_run_and_resume(tmp_path, capsys):
     # resuming a run of another configuration is refused
     assert main(TINY[:2] + ["4"] + TINY[3:] + ["--json", str(out), "--resume"]) == 2
     assert "differs" in capsys.readouterr().err
+
+
+def config_of(command: str, monkeypatch) -> dict:
+    """The ICLStudyConfig that a recorded ``wmlib icl ...`` command line runs with today's code: the
+    command itself is run, up to the point where it hands its configuration to the study."""
+    import shlex
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    import wmlib.icl
+    import wmlib.models
+
+    class Handed(Exception):
+        pass
+
+    def capture(model, tokenizer, config, **kwargs):
+        raise Handed(config)
+
+    words = shlex.split(command)
+    assert words[:2] == ["wmlib", "icl"], command
+    if "--json" in words:  # never overwrite the record
+        i = words.index("--json")
+        words = words[:i] + words[i + 2:]
+    monkeypatch.setattr(wmlib.icl, "run_icl_study", capture)
+    monkeypatch.setattr(wmlib.models, "load_causal_lm",
+                        lambda *a, **k: (None, SimpleNamespace(chat_template="a template")))
+    with pytest.raises(Handed) as handed:
+        main(words[1:])
+    cfg = handed.value.args[0]
+    return asdict(cfg) | {"ks": list(cfg.ks)}
+
+
+def _recorded():
+    from wmlib import results
+
+    return [n for n in ("icl_sst2", "icl_sst2_plain") if n in results.names()] or ["icl_sst2"]
+
+
+@pytest.mark.parametrize("name", _recorded())
+def test_recorded_run_matches_what_its_command_runs_today(name, monkeypatch):
+    from wmlib import results
+    from wmlib.icl import ICLStudyConfig, study_conditions
+
+    if name not in results.names():
+        pytest.skip("no recorded ICL study in this copy")
+    rec = results.load(name)
+    assert rec["config"] == config_of(rec["command"], monkeypatch)
+    assert rec["command"].split()[:2] == ["wmlib", "icl"] and "--resume" not in rec["command"]
+    assert rec["complete"] and rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"
+    cfg = ICLStudyConfig(**rec["config"])
+    assert [c["name"] for c in study_conditions(cfg, has_template=True)] == list(rec["conditions"])
+    assert len(rec["labels"]) == cfg.n_eval
+
+
+def test_config_of_reads_the_flags(monkeypatch):
+    from dataclasses import asdict
+
+    from wmlib.icl import ICLStudyConfig
+
+    assert config_of("wmlib icl --threads 1 --json x.json", monkeypatch) == asdict(ICLStudyConfig()) | {"ks": [0, 4, 16]}
+    got = config_of("wmlib icl --threads 1 --n-eval 300 --draws 3 --orders 4 --word-draws 1 --template-draws 2", monkeypatch)
+    assert (got["n_eval"], got["draws"], got["orders"], got["word_draws"], got["template_draws"]) == (300, 3, 4, 1, 2)

@@ -240,21 +240,22 @@ def test_study_correct_reads_predictions():
         icl.study_correct(results, "b")
 
 
-def test_recorded_study_matches_the_code():
-    """wmlib/results/icl_sst2.json is the run `wmlib icl --json wmlib/results/icl_sst2.json` writes
-    with today's defaults: the chapter may load it instead of rerunning the study."""
-    import json
-    from dataclasses import asdict
-    from pathlib import Path
+@pytest.mark.parametrize("name", ["icl_sst2", "icl_sst2_plain"])
+def test_recorded_study_matches_the_code(name):
+    """wmlib/results/icl_sst2*.json hold, for every condition their configuration defines, the condition
+    the code defines today (their command lines are checked in tests/test_cli_icl.py)."""
+    from wmlib import results
 
-    path = Path(__file__).resolve().parents[1] / "wmlib" / "results" / "icl_sst2.json"
-    if not path.exists():
-        pytest.skip("no recorded ICL study yet")
-    rec = json.loads(path.read_text())
-    cfg = icl.ICLStudyConfig()
-    assert rec["complete"] and rec["config"] == asdict(cfg) | {"ks": list(cfg.ks)}
-    assert rec["command"].split(" --json")[0] in ("wmlib icl", "wmlib icl --threads 1")  # the defaults
-    assert rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"
+    if name not in results.names():
+        pytest.skip(f"no recorded ICL study {name} yet")
+    rec = results.load(name)
+    cfg = icl.ICLStudyConfig(**rec["config"])
+    assert rec["complete"] and rec["model"] == "smollm2-135m" and rec["dtype"] == "float32"
+    assert rec["chat_template_main"] == (name == "icl_sst2")  # the plain-text twin writes no template
+    if name == "icl_sst2_plain" and "icl_sst2" in results.names():  # the same study, the template aside
+        main = results.load("icl_sst2")
+        assert {k: v for k, v in rec["config"].items() if k != "chat_template"} == \
+            {k: v for k, v in main["config"].items() if k != "chat_template"} and rec["labels"] == main["labels"]
     want = icl.study_conditions(cfg, has_template=True)
     assert [c["name"] for c in want] == list(rec["conditions"])
     for c in want:
