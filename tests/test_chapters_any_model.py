@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = re.compile(r"Traceback|Error|Warning|warn\(", re.I)
-CHAPTERS = ["ch01_what_is_working_memory", "ch02_working_meets_long_term_memory", "ch06_inside_pretrained_attention", "ch07_kv_cache"]
+CHAPTERS = ["ch01_what_is_working_memory", "ch02_working_meets_long_term_memory", "ch06_inside_pretrained_attention", "ch07_kv_cache",
+            "ch12_in_context_learning"]
 
 
 @pytest.mark.notebook
