@@ -1,7 +1,9 @@
-"""Chapters 6 and 7 run top to bottom in QUICK mode with MODEL set to a tiny random model of another
-decoder family (wmlib.testing): Qwen3 (q/k norms, no BOS) and GPT-NeoX (partial RoPE, parallel
-residual, LayerNorm). Their checks of mechanism hold for any model; their behavioural findings are
-then stated by computed sentences instead of asserted, which this test exercises."""
+"""The chapters that run a pretrained language model (1, 2, 6, 7, 12, 13 and 14) run top to bottom in
+QUICK mode with MODEL set to a tiny random model of another decoder family (wmlib.testing): Qwen3
+(q/k norms, no BOS, digits grouped in threes) and GPT-NeoX (partial RoPE, parallel residual,
+LayerNorm, digits merged by BPE). Their checks of mechanism hold for any model; their behavioural
+findings are then stated by computed sentences instead of asserted, and a model that answers nothing
+right must not break them (no empty sets, no division by zero), which this test exercises."""
 
 import re
 from pathlib import Path
@@ -10,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = re.compile(r"Traceback|Error|Warning|warn\(", re.I)
-CHAPTERS = ["ch01_what_is_working_memory", "ch02_working_meets_long_term_memory", "ch06_inside_pretrained_attention", "ch07_kv_cache",
-            "ch12_in_context_learning"]
+CHAPTERS = ["ch01_what_is_working_memory", "ch02_working_meets_long_term_memory", "ch06_inside_pretrained_attention",
+            "ch07_kv_cache", "ch12_in_context_learning", "ch13_conversational_memory", "ch14_measuring_working_memory"]
 
 
 @pytest.mark.notebook
