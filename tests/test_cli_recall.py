@@ -9,7 +9,7 @@ import pytest
 from wmlib.cli import main
 from wmlib.synthetic import RECALL_GPT, RECALL_TEST_SEED, AssociativeRecall, train_recall
 
-RECORDED = Path(__file__).resolve().parents[1] / "book" / "results" / "ch05_recall_long.json"
+RECORDED = Path(__file__).resolve().parents[1] / "wmlib" / "results" / "ch05_recall_long.json"
 
 
 def test_recall_json_schema(tmp_path, capsys):

@@ -484,6 +484,21 @@ BAD = [
 ]
 
 
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gpt_neox"])
+def test_cli_run_on_a_local_folder_of_every_family(family, tiny_model_dir, tmp_path, capsys):
+    """`wmlib probe run --model PATH` on a checkpoint folder of each supported family (wmlib.testing):
+    a needle item, its grader and an eviction policy, with or without BOS and with grouped digits."""
+    assert main(["probe", "run", "--tasks", "niah_single", "--model", str(tiny_model_dir(family)), "--device", "cpu",
+                 "--lengths", "256", "--limit", "1", "--kv-policy", "full,window:128",
+                 "--output-path", str(tmp_path)]) == 0
+    results = json.loads(next(next(tmp_path.iterdir()).glob("results_*.json")).read_text())
+    cells = results["results"]
+    assert set(cells) == {"niah_single", "niah_single@window:128"}  # the full cache, then the policy
+    assert all(c["n"] == 3 and 0 <= c["exact"] <= 1 for c in cells.values())  # three needle depths, scored
+    assert results["config"]["chat_template"] in ("on", "off")  # the policy is recorded
+    assert "niah_single" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", BAD, ids=[" ".join(a[1:]) for a in BAD])
 def test_cli_bad_flags_exit_2_with_one_line(argv, wmlib_cli):
     code, lines = wmlib_cli(argv)

@@ -208,8 +208,8 @@ def test_every_study_condition_changes_one_thing():
 
 
 def test_the_recorded_study_is_the_codes_configuration():
-    """book/results/distill_sst2.json, which Chapter 11 loads, was made by today's DistillStudy
-    with today's recipes: rerun `wmlib distill-sst2 --study --json book/results/distill_sst2.json`
+    """wmlib/results/distill_sst2.json, which Chapter 11 loads, was made by today's DistillStudy
+    with today's recipes: rerun `wmlib distill-sst2 --study --json wmlib/results/distill_sst2.json`
     after changing either."""
     import json
     from dataclasses import asdict
@@ -217,11 +217,11 @@ def test_the_recorded_study_is_the_codes_configuration():
 
     from wmlib.student import DistillStudy, compare_seeds, study_conditions, study_correct
 
-    path = Path(__file__).resolve().parents[1] / "book" / "results" / "distill_sst2.json"
+    path = Path(__file__).resolve().parents[1] / "wmlib" / "results" / "distill_sst2.json"
     results = json.loads(path.read_text())
     study = DistillStudy()
     assert results["study"] == json.loads(json.dumps(asdict(study)))
-    assert results["command"] == "wmlib distill-sst2 --study --json book/results/distill_sst2.json"
+    assert results["command"] == "wmlib distill-sst2 --study --json wmlib/results/distill_sst2.json"
     assert results.get("complete") and results["dev_n"] == 872
     assert len(results["teacher"]["dev_correct"]) == 872
     for name, (recipe, seeds) in study_conditions(study).items():

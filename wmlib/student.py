@@ -337,7 +337,7 @@ class DistillStudy:
     Every condition differs from ``base`` (teacher-initialised, T = 4, alpha = 0.5, 8,000 sentences,
     one epoch) in one respect only. A student's seed sets both its transfer set (a random draw
     from SST-2 train) and its training order; the teacher is the same for all. ``wmlib
-    distill-sst2 --study`` runs it; ``book/results/distill_sst2.json`` is its recorded result.
+    distill-sst2 --study`` runs it; ``wmlib/results/distill_sst2.json`` is its recorded result.
     """
 
     base: StudentRecipe = StudentRecipe()

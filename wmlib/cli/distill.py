@@ -13,7 +13,7 @@ def register(subparsers) -> None:
                                           "several temperatures from the fine-tuned MiniLM of Chapter 10. Keeps "
                                           "them in the wmlib cache, where Chapter 11 finds them, and prints "
                                           "their SST-2 dev accuracy. With --study, the recorded study of the "
-                                          "chapter (book/results/distill_sst2.json): every condition of "
+                                          "chapter (wmlib/results/distill_sst2.json): every condition of "
                                           "wmlib.student.DistillStudy, with several seeds.")
     d = StudentRecipe()
     p.add_argument("--teacher-train-size", type=positive_int, default=d.teacher.train_size,
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                         "alphas, data and epochs, several seeds; hours of CPU time) instead of the sweep above; "
                         "the other flags, except --device, do not apply")
     p.add_argument("--json", type=output_file, default=None,
-                   help="with --study: write the results here after every student (e.g. book/results/distill_sst2.json)")
+                   help="with --study: write the results here after every student (e.g. wmlib/results/distill_sst2.json)")
     p.set_defaults(func=run)
 
 

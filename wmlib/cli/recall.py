@@ -4,7 +4,7 @@ Each seed trains its own 2-layer GPT as a language model (next-token loss at eve
 :func:`wmlib.synthetic.train_recall`, then answers the same held-out test sequences
 (:func:`wmlib.synthetic.recall_test_set`); the JSON holds every seed's learning curve, its score
 on each test item (``test_items``, "1" = right), the task, the training settings and the machine.
-Chapter 5 reads ``book/results/ch05_recall_long.json``, written by this command with ten times the
+Chapter 5 reads ``wmlib/results/ch05_recall_long.json``, written by this command with ten times the
 chapter's steps.
 """
 
