@@ -57,9 +57,9 @@ $(VENDOR)/.done: $(ASSETS)/package.json $(ASSETS)/package-lock.json
 
 # Trainings longer than a chapter's budget: run once, kept in the wmlib cache, loaded by the
 # chapters (each is skipped when its result is already cached). Longer runs are recorded instead,
-# each JSON file with its command: Chapters 8 and 9's in wmlib/results/ (shipped with the package),
-# Chapter 5's longer recall run, Chapter 11's study and Chapter 14's benchmark and memory-systems run in
-# book/results/ (the chapters say when a record is absent, as in Colab).
+# each JSON file with its command, in wmlib/results/ (shipped with the package, so Colab shows them):
+# Chapter 2's distance run, Chapter 5's longer recall run, Chapters 8 and 9's, Chapter 11's study and
+# Chapter 14's benchmark and memory-systems run.
 results: $(STAMP)
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib finetune-sst2 --probe  # all of SST-2 train, one epoch, and the linear probe on the same sentences: Chapters 10 and 11
 	WMLIB_PROGRESS=on $(VENV)/bin/wmlib distill-sst2 --train-size 67349 --epochs 2 --temperatures 4  # Chapter 11

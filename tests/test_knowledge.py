@@ -255,12 +255,11 @@ def test_conflict_command_runs(tmp_path, capsys):
 
 
 def test_recorded_distance_run_matches_what_its_command_runs_today():
-    """book/results/ch02_distance.json was made by its recorded command with today's code
-    (rerun `wmlib conflict --json book/results/ch02_distance.json` after changing DISTANCE_RUN)."""
-    path = Path(__file__).resolve().parents[1] / "book" / "results" / "ch02_distance.json"
-    if not path.exists():
-        pytest.skip("no recorded run yet")
-    run = json.loads(path.read_text())
+    """wmlib/results/ch02_distance.json was made by its recorded command with today's code
+    (rerun `wmlib conflict --json wmlib/results/ch02_distance.json` after changing DISTANCE_RUN)."""
+    from wmlib import results
+
+    run = results.load("ch02_distance")
     assert run["config"] == config_of(run["command"])
     assert run["config"] == json.loads(json.dumps(DISTANCE_RUN)), "the chapter reads the record as the default run"
     n = len(run["facts"])

@@ -529,12 +529,9 @@ def test_smollm_finds_a_single_needle():
 # ---------------------------------------------------------------------------------- recorded runs
 def test_recorded_runs_match_the_code():
     """Chapter 14's record of the whole benchmark: its task settings must be the code's current defaults."""
-    from pathlib import Path
+    from wmlib import results
 
-    path = Path(__file__).resolve().parents[1] / "book" / "results" / "ch14_smollm2.json"
-    if not path.exists():
-        pytest.skip("book/results/ch14_smollm2.json is not recorded (the chapter runs a smaller version live)")
-    rec = json.loads(path.read_text())
+    rec = results.load("ch14_smollm2")
     assert set(rec["configs"]) == set(TASKS)
     for name, cfg in rec["configs"].items():
         assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name
@@ -544,14 +541,11 @@ def test_recorded_runs_match_the_code():
 
 
 def test_the_memory_systems_record_matches_the_code():
-    """Chapter 14's memory-systems record (H2O streams token by token: the slowest run of the book)
-    is optional: without it the chapter runs a smaller version live and says so."""
-    from pathlib import Path
+    """Chapter 14's memory-systems record (H2O streams token by token: the slowest run of the book),
+    shipped with wmlib: made with today's task settings and the policies the chapter names."""
+    from wmlib import results
 
-    path = Path(__file__).resolve().parents[1] / "book" / "results" / "ch14_memory.json"
-    if not path.exists():
-        pytest.skip("book/results/ch14_memory.json is not recorded (the chapter runs a smaller version live)")
-    mem = json.loads(path.read_text())
+    mem = results.load("ch14_memory")
     assert mem["config"]["kv_policies"] == ["full", "window:256", "sinks:4+252", "h2o:256", "window:512",
                                             "sinks:4+508", "h2o:512"]
     assert mem["config"]["lengths"] is None and mem["config"]["limit"] is None and mem["config"]["seed"] == 0

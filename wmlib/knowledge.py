@@ -408,7 +408,7 @@ def conflict_trials(model, tokenizer, fact_list: list[Fact], false_answers: list
     return rows
 
 
-# The recorded run of Chapter 2 (``book/results/ch02_distance.json``, written by ``wmlib conflict``):
+# The recorded run of Chapter 2 (``wmlib/results/ch02_distance.json``, written by ``wmlib conflict``):
 # its configuration is here, once, so that the chapter, the command that reproduces it and the test
 # that the recording still matches the code all read the same values.
 DISTANCE_RUN = dict(

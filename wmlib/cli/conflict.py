@@ -2,7 +2,7 @@
 unrelated text separate a false statement from its question (Chapter 2's recorded run).
 
 The defaults are :data:`wmlib.knowledge.DISTANCE_RUN`, the configuration of
-``book/results/ch02_distance.json``; flags change one part of it.
+``wmlib/results/ch02_distance.json``; flags change one part of it.
 """
 
 from __future__ import annotations
