@@ -241,11 +241,13 @@ def _from_pretrained(auto, where, **kwargs):
 
 
 def _without_added_bos(tok):
-    """The packaged SmolLM2 is tokenized as on the hub: no BOS token before the text.
+    """The packaged SmolLM2 is tokenized as its own files say: no BOS token before the text.
 
-    transformers 4.x reads the GGUF file's ``add_bos_token`` flag (set by llama.cpp's converter) and
-    puts a BOS token first; 5.x does not. Without this, the book's numbers would depend on the
-    transformers version."""
+    The GGUF file declares ``tokenizer.ggml.add_bos_token = false``, the hub's tokenizer adds no
+    special token, and the chat template writes its own ``<|im_start|>`` (which is also the BOS
+    token). transformers 5.x follows the file; 4.x's GGUF converter ignores the flag and puts the BOS
+    token before every text. Switching it off here makes 4.x tokenize exactly as 5.x does, so the
+    book's prompts and numbers do not depend on the transformers version (tests/test_models.py)."""
     from .lm import special_prefix
 
     if not special_prefix(tok):
