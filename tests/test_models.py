@@ -122,6 +122,15 @@ def test_a_local_folder_loads_in_the_dtype_asked(tmp_path):
     assert next(model.parameters()).dtype is torch.bfloat16
 
 
+def test_softcapped_attention_loads_eager(tiny_lm):
+    """Gemma 2 caps its attention logits, which only the eager attention applies (transformers 4.x
+    would pick SDPA and skip the cap; tests/test_families.py checks the logits themselves)."""
+    model, _ = tiny_lm("gemma2")
+    assert model.config.attn_logit_softcapping and model.config._attn_implementation == "eager"
+    model, _ = tiny_lm("llama")
+    assert model.config._attn_implementation == "sdpa", "models without the cap keep their default"
+
+
 @pytest.mark.parametrize("name, match", [
     ("/no/such/folder", "no such folder"),
     ("./missing-model", "no such folder"),

@@ -331,12 +331,25 @@ def _load(name: str, kind: str, device, dtype, revision: str | None = None):
             model, tok = found
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
+    _softcapped_attention_is_eager(model)
     model.eval()
     if next(model.parameters()).dtype != dtype:
         model.to(dtype=dtype)
     if device is not None and "device_map" not in kwargs:
         model.to(device)
     return model, tok
+
+
+def _softcapped_attention_is_eager(model) -> None:
+    """A model that caps its attention logits (Gemma 2's ``attn_logit_softcapping``) runs the eager
+    attention, the only one that applies the cap. transformers 5.x refuses SDPA for it; 4.x picks
+    SDPA by default and silently skips the cap (logits off by ~0.1 on a tiny Gemma 2)."""
+    config = model.config
+    if getattr(config, "attn_logit_softcapping", None) is None or config._attn_implementation == "eager":
+        return
+    model.set_attn_implementation("eager")
+    if config._attn_implementation != "eager":  # transformers 4.x: set the config as well
+        config._attn_implementation = "eager"
 
 
 def _try_hub(auto, hub_id: str, kwargs: dict):
