@@ -39,15 +39,20 @@ def test_second_load_uses_the_cache(smollm, monkeypatch):
     assert torch.equal(model.lm_head.weight, reference.lm_head.weight)
 
 
-def test_smollm_tokenizes_as_its_gguf_declares(smollm):
-    """No BOS before plain text (the GGUF's add_bos_token is false; transformers 4.x would add one),
-    and the chat template brings its own start token: the same ids under transformers 4.x and 5.x."""
+@pytest.mark.slow
+def test_the_gguf_asks_for_no_bos():
+    """What _without_added_bos enforces is what the packaged file declares (2.4 CPU-s to parse it)."""
     import gguf
-
-    from wmlib import lm
 
     field = gguf.GGUFReader(models._packaged_path(models.MODELS["smollm2-135m"])).fields["tokenizer.ggml.add_bos_token"]
     assert not bool(field.parts[field.data[0]][0]), "the file asks for a BOS token: _without_added_bos is wrong"
+
+
+def test_smollm_tokenizes_as_its_gguf_declares(smollm):
+    """No BOS before plain text (the GGUF's add_bos_token is false; transformers 4.x would add one),
+    and the chat template brings its own start token: the same ids under transformers 4.x and 5.x."""
+    from wmlib import lm
+
     _, tok = smollm
     assert lm.special_prefix(tok) == [] and lm.encode(tok, "The capital") == [504, 3575]
     chat = lm.encode_prompt(tok, "Hi", chat_template="on")
