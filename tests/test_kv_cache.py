@@ -218,6 +218,7 @@ def test_prefill_and_steps_match_a_full_forward(smollm):
     assert cache.nbytes() == ids.shape[1] * dec.bytes_per_token() == ids.shape[1] * 46080
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 def test_greedy_matches_generate_and_uncached(smollm):
     model, tok, dec = smollm
     prompts = ["The capital of France is", "Mary moved to the bathroom. John went to the hallway. Mary"]
@@ -307,6 +308,7 @@ def test_streaming_respects_the_budget(smollm, make, positions):
         assert res.kept[0][0, 0].tolist() == [0, 1, 2, 3] + list(range(28, 40))
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 @pytest.mark.parametrize("policy, sinks", [(SlidingWindow(8), 0), (AttentionSinks(8, sinks=2), 2)])
 def test_evicting_cache_equals_a_banded_mask(smollm, policy, sinks):
     """Evicting the oldest tokens from a cache (original positions) is the same computation as one
@@ -324,6 +326,7 @@ def test_evicting_cache_equals_a_banded_mask(smollm, policy, sinks):
     assert (res.nll[0] - want).abs().max() < 1e-3
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 @pytest.mark.parametrize("positions", ["original", "cache"])
 def test_renumbered_keys_are_rotated_to_their_new_positions(smollm, positions):
     """A key of layer 0 depends only on its token and its position, so after streaming the cached
@@ -342,6 +345,7 @@ def test_renumbered_keys_are_rotated_to_their_new_positions(smollm, positions):
     assert (res.cache.get(0)[1] - fresh.get(0)[1]).abs().max() < 1e-5
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 def test_per_row_policies_equal_separate_runs(smollm):
     """PerRow batches policies; each row gets what it would get alone (renumbering included)."""
     _, tok, dec = smollm
