@@ -81,10 +81,11 @@ test: $(STAMP) vendor browser
 	$(PY) book/tools/sync.py --check
 	$(PY) -m pytest
 
-# The fast tier: tests marked neither `notebook` (executes a chapter) nor `site` (builds the site,
-# drives a browser, needs npm).
+# The fast tier (under 2 minutes): tests marked neither `notebook` (executes a chapter), `site`
+# (builds the site, drives a browser, needs npm) nor `slow` (SmolLM2 twins of what tiny models check,
+# subprocesses); `make test` runs them all.
 test-unit: $(STAMP)
-	$(PY) -m pytest -m "not notebook and not site"
+	$(PY) -m pytest -m "not notebook and not site and not slow"
 
 # The library at both ends of what it declares: fresh virtual environments with every lower bound
 # of pyproject.toml, and with today's latest releases (torch: the CPU build); unit tests, `wmlib

@@ -31,6 +31,13 @@ sys.path.insert(0, str(ROOT / "book" / "tools"))
 EXECUTED = ROOT / "_build" / "test-notebooks"
 
 
+def pytest_collection_modifyitems(items):
+    """nbval's notebooks in tests/notebooks/ start a kernel each: the slow tier (make test, not make test-unit)."""
+    for item in items:
+        if item.nodeid.startswith("tests/notebooks/") or "/tests/notebooks/" in str(getattr(item, "path", "")):
+            item.add_marker(pytest.mark.slow)
+
+
 def chapter_paths() -> list[Path]:
     import sync
 

@@ -14,6 +14,7 @@ def test_help_lists_commands(capsys):
     assert "info" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a subprocess; the installed console script itself: tests/test_tools.py
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "wmlib.cli", "--help"], capture_output=True, text=True, check=True)
     assert "usage: wmlib" in out.stdout

@@ -8,10 +8,16 @@ from wmlib.cli import build_parser, main
 from wmlib.cli.bench import ROW_KEYS
 
 
-def test_bench_kv_cache_small_run_writes_json(tmp_path, capsys):
+def test_bench_kv_cache_small_run_writes_json(tmp_path, capsys, tiny_model_dir):
+    """The benchmark's plumbing on a tiny random Llama (SmolLM2's own run: Chapter 6's recorded one)."""
+    from transformers import AutoConfig
+
     out = tmp_path / "kv.json"
-    assert main(["bench", "kv-cache", "--contexts", "32", "64", "--new-tokens", "4", "--repeats", "1",
-                 "--json", str(out)]) == 0
+    model = tiny_model_dir("llama")
+    assert main(["bench", "kv-cache", "--model", str(model), "--contexts", "32", "64", "--new-tokens", "4",
+                 "--repeats", "1", "--json", str(out)]) == 0
+    cfg = AutoConfig.from_pretrained(model)
+    formula = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
     printed = capsys.readouterr().out
     assert "speedup" in printed and f"wrote {out}" in printed
     rows = json.loads(out.read_text())
@@ -23,13 +29,13 @@ def test_bench_kv_cache_small_run_writes_json(tmp_path, capsys):
         assert r["new_tokens"] == 4
         assert r["speedup_vs_uncached"] > 0 and r["ratio_to_generate"] > 0
         # the cache holds exactly prompt + new - 1 tokens, so the measured size is the formula's
-        assert r["bytes_per_token_formula"] == 46080
+        assert r["bytes_per_token_formula"] == formula  # K and V, every layer, float32
         assert abs(r["bytes_per_token_measured"] / r["bytes_per_token_formula"] - 1) < 0.05
         assert abs(r["bytes_per_token_generate"] / r["bytes_per_token_formula"] - 1) < 0.05
 
 
-def test_bench_quick_option(capsys):
-    assert main(["bench", "kv-cache", "--quick"]) == 0
+def test_bench_quick_option(capsys, tiny_model_dir):
+    assert main(["bench", "kv-cache", "--quick", "--model", str(tiny_model_dir("llama"))]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[0] == "64" and lines[1].split()[6] == "yes" and "4 new greedy tokens" in lines[2]
 

@@ -25,28 +25,32 @@ def test_bad_flags_exit_2_with_one_line(argv, wmlib_cli):
     assert len(lines) == 1 and "error" in lines[0], lines
 
 
-TINY = ["icl", "--n-eval", "3", "--ks", "1", "--draws", "1", "--k-random", "1", "--k-order", "1", "--orders", "1",
+TINY_ARGS = ["icl", "--n-eval", "3", "--ks", "1", "--draws", "1", "--k-random", "1", "--k-order", "1", "--orders", "1",
         "--k-words", "1", "--word-draws", "1", "--k-template", "1", "--template-draws", "1", "--threads", "1"]
 
 
-def test_tiny_run_and_resume(tmp_path, capsys):
+def test_tiny_run_and_resume(tmp_path, capsys, tiny_model_dir):
+    """The study's plumbing (record, resume, refusal) on a tiny random Llama: 0.5 CPU-s a run, not
+    SmolLM2's 11 (the recorded study's configuration is checked below, against today's defaults)."""
     out = tmp_path / "icl.json"
-    assert main(TINY + ["--json", str(out)]) == 0
+    model = str(tiny_model_dir("llama"))
+    argv = TINY_ARGS + ["--model", model]
+    assert main(argv + ["--json", str(out)]) == 0
     rec = json.loads(out.read_text())
-    assert rec["complete"] and rec["model"] == "smollm2-135m" and rec["config"]["n_eval"] == 3
+    assert rec["complete"] and rec["model"] == model and rec["config"]["n_eval"] == 3
     names = list(rec["conditions"])
     assert names[:2] == ["k0", "k1/d0"] and "random/k1/d0" in names and "other-template/k1/d0" in names
     assert all(len(c["pred"]) == 3 for c in rec["conditions"].values())
     # an interrupted run: drop two conditions, mark it incomplete, resume
     partial = dict(rec, complete=False, conditions={k: v for k, v in rec["conditions"].items() if k not in names[1:3]})
     out.write_text(json.dumps(partial))
-    assert main(TINY + ["--json", str(out), "--resume"]) == 0
+    assert main(argv + ["--json", str(out), "--resume"]) == 0
     again = json.loads(out.read_text())
     assert again["complete"] and list(again["conditions"]) == names
     assert again["conditions"] == rec["conditions"]  # the same predictions, in the study's order
     assert "--resume" not in again["command"]
     # resuming a run of another configuration is refused
-    assert main(TINY[:2] + ["4"] + TINY[3:] + ["--json", str(out), "--resume"]) == 2
+    assert main(argv[:2] + ["4"] + argv[3:] + ["--json", str(out), "--resume"]) == 2
     assert "differs" in capsys.readouterr().err
 
 

@@ -116,6 +116,7 @@ def test_student_edition_stops_only_at_checkers_with_messages(built):
     assert len(errors) == len(checkers), "every checker reports its unsolved exercise"
 
 
+@pytest.mark.slow  # nbgrader in a subprocess: ~7 s on a quiet machine
 def test_nbgrader_generates_the_assignment(tmp_path):
     """An instructor who uses nbgrader runs generate_assignment on the sources as they are."""
     path = next(p for p in chapter_paths() if p.name.startswith("ch05"))

@@ -277,11 +277,15 @@ def test_frozen_word_embeddings_do_not_move(tiny, tokenizer):
         freeze_word_embeddings(torch.nn.Linear(2, 2))
 
 
-def test_cli_trains_caches_and_reports(tmp_path, monkeypatch, capsys):
+def test_cli_trains_caches_and_reports(tmp_path, monkeypatch, capsys, tokenizer):
+    """The command's plumbing on a tiny random BERT (with MiniLM's tokenizer): train, report, cache."""
     from wmlib.cli import main
 
     monkeypatch.setenv("WMLIB_CACHE_DIR", str(tmp_path))
-    args = ["finetune-sst2", "--train-size", "64", "--device", "cpu"]
+    folder = tmp_path / "tiny-bert"
+    tiny_encoder(tokenizer.vocab_size).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    args = ["finetune-sst2", "--model", str(folder), "--train-size", "64", "--max-len", "32", "--device", "cpu"]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "s wall" in first and "s CPU" in first and "SST-2 dev accuracy" in first and "(872 sentences)" in first

@@ -167,9 +167,10 @@ def test_cloze_encoding_offsets_and_policy(smollm):
 
 
 @pytest.mark.parametrize("chat_template", ["off", "on"])
-def test_conflict_trials_equal_whole_prompt_scoring(smollm, chat_template):
-    """Cutting the cache back per distance scores exactly what scoring each whole prompt scores."""
-    model, tok = smollm
+def test_conflict_trials_equal_whole_prompt_scoring(tiny_lm, chat_template):
+    """Cutting the cache back per distance scores exactly what scoring each whole prompt scores (a
+    property of the code, not of the model: a tiny random Llama, whose tokenizer puts a BOS first)."""
+    model, tok = tiny_lm("llama")
     fs = [f for f in FACTS if (f.relation, f.subject) in (("capital", "France"), ("landmark", "Eiffel Tower"))]
     false = counterfactual_answers(fs, seed=0)
     rows = conflict_trials(model, tok, fs, false, [0, 9, 40], POOL, draws=2, keep_prompts=True,
@@ -243,6 +244,7 @@ def test_conflict_command_configuration():
             build_parser().parse_args(["conflict", *bad])
 
 
+@pytest.mark.slow
 def test_conflict_command_runs(tmp_path, capsys):
     from wmlib.cli import main
 

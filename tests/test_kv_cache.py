@@ -218,6 +218,7 @@ def test_prefill_and_steps_match_a_full_forward(smollm):
     assert cache.nbytes() == ids.shape[1] * dec.bytes_per_token() == ids.shape[1] * 46080
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 def test_greedy_matches_generate_and_uncached(smollm):
     model, tok, dec = smollm
     prompts = ["The capital of France is", "Mary moved to the bathroom. John went to the hallway. Mary"]
@@ -287,8 +288,10 @@ def test_streaming_full_budget_equals_full_forward(smollm):
 
 @pytest.mark.parametrize("make", [SlidingWindow, lambda b, positions: AttentionSinks(b, 4, positions), HeavyHitters])
 @pytest.mark.parametrize("positions", ["original", "cache"])
-def test_streaming_respects_the_budget(smollm, make, positions):
-    _, tok, dec = smollm
+def test_streaming_respects_the_budget(tiny_lm, make, positions):
+    """Bookkeeping of every policy, on a tiny random Llama (SmolLM2 reads the same code, 20x slower)."""
+    model, tok = tiny_lm("llama")
+    dec = CachedDecoder(model)
     policy = make(16, positions=positions)
     ids = tok(babi_text()[:400], return_tensors="pt")["input_ids"][:, :40].repeat(2, 1)
     seen = []
@@ -298,7 +301,7 @@ def test_streaming_respects_the_budget(smollm, make, positions):
     assert res.max_cache_tokens == 16
     assert torch.allclose(res.nll[0], res.nll[1], atol=1e-4)  # identical rows, identical results
     for kept in res.kept:
-        assert kept.shape == (2, 3, 16)
+        assert kept.shape == (2, model.config.num_key_value_heads, 16)
         assert torch.all(kept[..., 1:] > kept[..., :-1])  # reading order
         assert torch.all(kept[..., -1] == 39)  # the newest token is always kept
     if isinstance(policy, SlidingWindow):
@@ -307,6 +310,7 @@ def test_streaming_respects_the_budget(smollm, make, positions):
         assert res.kept[0][0, 0].tolist() == [0, 1, 2, 3] + list(range(28, 40))
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 @pytest.mark.parametrize("policy, sinks", [(SlidingWindow(8), 0), (AttentionSinks(8, sinks=2), 2)])
 def test_evicting_cache_equals_a_banded_mask(smollm, policy, sinks):
     """Evicting the oldest tokens from a cache (original positions) is the same computation as one
@@ -324,6 +328,7 @@ def test_evicting_cache_equals_a_banded_mask(smollm, policy, sinks):
     assert (res.nll[0] - want).abs().max() < 1e-3
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 @pytest.mark.parametrize("positions", ["original", "cache"])
 def test_renumbered_keys_are_rotated_to_their_new_positions(smollm, positions):
     """A key of layer 0 depends only on its token and its position, so after streaming the cached
@@ -342,6 +347,7 @@ def test_renumbered_keys_are_rotated_to_their_new_positions(smollm, positions):
     assert (res.cache.get(0)[1] - fresh.get(0)[1]).abs().max() < 1e-5
 
 
+@pytest.mark.slow  # the same property on every family's tiny model: tests/test_families.py
 def test_per_row_policies_equal_separate_runs(smollm):
     """PerRow batches policies; each row gets what it would get alone (renumbering included)."""
     _, tok, dec = smollm

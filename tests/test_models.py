@@ -39,6 +39,43 @@ def test_second_load_uses_the_cache(smollm, monkeypatch):
     assert torch.equal(model.lm_head.weight, reference.lm_head.weight)
 
 
+@pytest.mark.slow
+def test_the_gguf_asks_for_no_bos():
+    """What _without_added_bos enforces is what the packaged file declares (2.4 CPU-s to parse it)."""
+    import gguf
+
+    field = gguf.GGUFReader(models._packaged_path(models.MODELS["smollm2-135m"])).fields["tokenizer.ggml.add_bos_token"]
+    assert not bool(field.parts[field.data[0]][0]), "the file asks for a BOS token: _without_added_bos is wrong"
+
+
+def test_smollm_tokenizes_as_its_gguf_declares(smollm):
+    """No BOS before plain text (the GGUF's add_bos_token is false; transformers 4.x would add one),
+    and the chat template brings its own start token: the same ids under transformers 4.x and 5.x."""
+    from wmlib import lm
+
+    _, tok = smollm
+    assert lm.special_prefix(tok) == [] and lm.encode(tok, "The capital") == [504, 3575]
+    chat = lm.encode_prompt(tok, "Hi", chat_template="on")
+    assert chat[0] == tok.convert_tokens_to_ids("<|im_start|>") and chat[1] != chat[0]
+
+
+def test_a_tokenizer_that_adds_bos_is_switched_off(smollm):
+    """What transformers 4.x does to the packaged SmolLM2 (a BOS before every text), undone."""
+    import copy
+
+    from tokenizers import processors
+
+    from wmlib import lm
+
+    _, tok = smollm
+    bos = copy.deepcopy(tok)
+    bos.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A:0", pair="<|im_start|> $A:0 $B:1", special_tokens=[("<|im_start|>", 1)])
+    assert lm.special_prefix(bos) == [1]
+    fixed = models._without_added_bos(bos)
+    assert lm.special_prefix(fixed) == [] and lm.encode(fixed, "The capital") == lm.encode(tok, "The capital")
+
+
 def test_encoder_tokenizes_like_bert():
     model, tok = load_encoder("minilm-l6")
     enc = tok("I love dogs. Do you?")
@@ -88,6 +125,15 @@ def test_a_local_folder_loads_in_the_dtype_asked(tmp_path):
     assert next(model.parameters()).dtype is torch.float32, "float32 unless asked: the book's tolerances"
     model, _ = load_causal_lm(str(tmp_path), dtype="bfloat16")
     assert next(model.parameters()).dtype is torch.bfloat16
+
+
+def test_softcapped_attention_loads_eager(tiny_lm):
+    """Gemma 2 caps its attention logits, which only the eager attention applies (transformers 4.x
+    would pick SDPA and skip the cap; tests/test_families.py checks the logits themselves)."""
+    model, _ = tiny_lm("gemma2")
+    assert model.config.attn_logit_softcapping and model.config._attn_implementation == "eager"
+    model, _ = tiny_lm("llama")
+    assert model.config._attn_implementation == "sdpa", "models without the cap keep their default"
 
 
 @pytest.mark.parametrize("name, match", [

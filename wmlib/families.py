@@ -159,6 +159,30 @@ class Gemma(Llama):
         self.softcap = getattr(cfg, "attn_logit_softcapping", None)
         self.final_softcap = getattr(cfg, "final_logit_softcapping", None)
 
+    def _legacy_rotary(self, layer: int):
+        """transformers 4.x's Gemma 3 keeps a second RoPE module for its local layers (5.x: one module
+        that takes the layer type): the module ``layer`` uses there; None under 5.x and for Gemma 2."""
+        local = getattr(self.inner, "rotary_emb_local", None)
+        if local is None or super().rope_kind(layer):
+            return None
+        return local if self.config.layer_types[layer] == "sliding_attention" else self.rotary
+
+    def rope_kind(self, layer):
+        if self._legacy_rotary(layer) is not None:
+            return self.config.layer_types[layer]
+        return super().rope_kind(layer)
+
+    def rope(self, positions, layer, like):
+        rotary = self._legacy_rotary(layer)
+        if rotary is None:
+            return super().rope(positions, layer, like)
+        cos, sin = rotary(like, positions)
+        return cos[:, None], sin[:, None]
+
+    def rope_scaling(self, layer):
+        rotary = self._legacy_rotary(layer)
+        return super().rope_scaling(layer) if rotary is None else float(getattr(rotary, "attention_scaling", 1.0))
+
     def embed(self, ids):
         x = self.inner.embed_tokens(ids)
         if not hasattr(self.inner.embed_tokens, "embed_scale"):  # older transformers scale in the model

@@ -241,11 +241,13 @@ def _from_pretrained(auto, where, **kwargs):
 
 
 def _without_added_bos(tok):
-    """The packaged SmolLM2 is tokenized as on the hub: no BOS token before the text.
+    """The packaged SmolLM2 is tokenized as its own files say: no BOS token before the text.
 
-    transformers 4.x reads the GGUF file's ``add_bos_token`` flag (set by llama.cpp's converter) and
-    puts a BOS token first; 5.x does not. Without this, the book's numbers would depend on the
-    transformers version."""
+    The GGUF file declares ``tokenizer.ggml.add_bos_token = false``, the hub's tokenizer adds no
+    special token, and the chat template writes its own ``<|im_start|>`` (which is also the BOS
+    token). transformers 5.x follows the file; 4.x's GGUF converter ignores the flag and puts the BOS
+    token before every text. Switching it off here makes 4.x tokenize exactly as 5.x does, so the
+    book's prompts and numbers do not depend on the transformers version (tests/test_models.py)."""
     from .lm import special_prefix
 
     if not special_prefix(tok):
@@ -329,12 +331,25 @@ def _load(name: str, kind: str, device, dtype, revision: str | None = None):
             model, tok = found
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
+    _softcapped_attention_is_eager(model)
     model.eval()
     if next(model.parameters()).dtype != dtype:
         model.to(dtype=dtype)
     if device is not None and "device_map" not in kwargs:
         model.to(device)
     return model, tok
+
+
+def _softcapped_attention_is_eager(model) -> None:
+    """A model that caps its attention logits (Gemma 2's ``attn_logit_softcapping``) runs the eager
+    attention, the only one that applies the cap. transformers 5.x refuses SDPA for it; 4.x picks
+    SDPA by default and silently skips the cap (logits off by ~0.1 on a tiny Gemma 2)."""
+    config = model.config
+    if getattr(config, "attn_logit_softcapping", None) is None or config._attn_implementation == "eager":
+        return
+    model.set_attn_implementation("eager")
+    if config._attn_implementation != "eager":  # transformers 4.x: set the config as well
+        config._attn_implementation = "eager"
 
 
 def _try_hub(auto, hub_id: str, kwargs: dict):

@@ -18,9 +18,15 @@ For each end, in a fresh virtual environment under _build/compat/<end>/:
    wheel just built, the one thing that cannot be reached from here).
 
 It writes _build/compat/<end>/report.json (versions installed, each step's status and time) and
-exits 1 if any step failed. Where PyTorch's CPU index is reachable it is used for torch; otherwise
-pip's own configuration decides (on this book's build machine: a local CPU wheel for `latest`,
-PyPI's build for `lower`).
+exits 1 if any step failed. torch is always a CPU build. Where PyTorch's CPU index is reachable
+(GitHub's runners: the weekly workflow) it supplies torch at both ends, so torch's own lower bound
+is tested there. Where it is not (this book's build machine: PyPI's Linux wheels of torch are CUDA
+builds, gigabytes), torch is the CPU wheel named by WMLIB_COMPAT_TORCH (`make compat` passes the
+version in .venv, a wheel on pip's find-links) at both ends: the lower end then tests every other
+lower bound exactly, with that torch, and report.json says so (``torch_at_lower_bound``).
+
+The tests and chapters run with OMP_NUM_THREADS=1 unless it is set: next to other busy processes,
+torch's thread pool spin-waits and a QUICK chapter takes half an hour instead of a minute.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ OUT = ROOT / "_build" / "compat"
 EXTRAS = "gguf,sklearn,pandas,faiss,test"
 CHAPTERS = ["ch04", "ch01", "ch13"]  # no model; SmolLM2; faiss and both models
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-# latest end: the CPU build; this machine has 2.13.0 on disk (pip's find-links), GitHub uses the index
-LATEST_TORCH = os.environ.get("WMLIB_COMPAT_TORCH", "")
+# where the CPU index is unreachable: the CPU build on disk (pip's find-links) that `make compat` names
+LOCAL_TORCH = os.environ.get("WMLIB_COMPAT_TORCH", "")
+UNIT_TESTS = "not notebook and not site and not tooling"  # the library's own tests (the fast tier's, less tooling)
 
 
 def declared() -> tuple[list[str], dict[str, list[str]]]:
@@ -53,8 +60,9 @@ def declared() -> tuple[list[str], dict[str, list[str]]]:
     return project["dependencies"], project["optional-dependencies"]
 
 
-def lower_bound_pins() -> list[str]:
-    """Each ``name>=X`` of the core and of the chapters' extras as ``name==X``."""
+def lower_bound_pins(torch: str = "") -> list[str]:
+    """Each ``name>=X`` of the core and of the chapters' extras as ``name==X`` (torch as ``torch``
+    instead, when given)."""
     deps, extras = declared()
     reqs = list(deps) + [r for e in EXTRAS.split(",") for r in extras[e] if not r.startswith("wmlib")]
     pins = []
@@ -62,7 +70,7 @@ def lower_bound_pins() -> list[str]:
         m = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([\w.]+)\s*", r)
         if not m:
             raise SystemExit(f"pyproject.toml: {r!r} is not 'name>=version'; the lower-bound job needs one")
-        pins.append(f"{m.group(1)}=={m.group(2)}")
+        pins.append(f"{m.group(1)}=={torch if torch and m.group(1).lower() == 'torch' else m.group(2)}")
     return pins
 
 
@@ -120,6 +128,7 @@ def pip_env(index: bool) -> dict:
 
 def test_env(work: Path) -> dict:
     env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.update(WMLIB_PROGRESS="off", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONHASHSEED="0", WMLIB_CACHE_DIR=str(work / "cache"))
     shared = ROOT.parent / "shared" / "data"
@@ -165,14 +174,16 @@ def check_end(end: str) -> dict:
     log = work / "log.txt"
     log.write_text(f"compat {end}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     index = _reachable(TORCH_CPU_INDEX + "/torch/")
+    local_torch = "" if index else LOCAL_TORCH  # the index has every CPU build; else the one on disk
     report: dict = {"end": end, "steps": {}, "torch_cpu_index": index}
     wheel = build_wheel(work, log)
     py = new_venv(work / "venv", log)
     constraints = work / "constraints.txt"
     if end == "lower":
-        constraints.write_text("\n".join(lower_bound_pins()) + "\n")
+        constraints.write_text("\n".join(lower_bound_pins(local_torch)) + "\n")
+        report["torch_at_lower_bound"] = not local_torch
     else:
-        constraints.write_text(f"torch=={LATEST_TORCH}\n" if LATEST_TORCH else "")
+        constraints.write_text(f"torch=={local_torch}\n" if local_torch else "")
     upgrade = ["--upgrade", "--upgrade-strategy", "eager"] if end == "latest" else []
     ok, secs = run([py, "-m", "pip", "install", "-q", *upgrade, "-c", constraints, f"wmlib[{EXTRAS}] @ {wheel.as_uri()}"],
                    log, env=pip_env(index))
@@ -196,7 +207,7 @@ def check_end(end: str) -> dict:
                                                                                     env=env)))
     report["steps"]["unit tests"] = dict(zip(("ok", "seconds"), run(
         [py, "-m", "pytest", ROOT / "tests", "-q", "-x", "-o", "addopts=-ra", "-p", "no:cacheprovider",
-         "-m", "not notebook and not site and not tooling", "--ignore", ROOT / "tests" / "notebooks"],
+         "-m", UNIT_TESTS, "--ignore", ROOT / "tests" / "notebooks"],
         log, cwd=tmp, env=env)))
     for nb in sorted(editions(work, log).glob("*.ipynb")):
         report["steps"][f"Colab edition {nb.stem} (QUICK)"] = dict(zip(("ok", "seconds"), execute(py, nb, work, log, env)))
@@ -206,8 +217,8 @@ def check_end(end: str) -> dict:
         run([bare, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"], log)
         ch13 = next(editions(work / "bare-run", log, wheel=wheel).glob("ch13*.ipynb"))
         bare_env = test_env(work / "bare-run")
-        if LATEST_TORCH:
-            (work / "bare-constraints.txt").write_text(f"torch=={LATEST_TORCH}\n")
+        if local_torch:
+            (work / "bare-constraints.txt").write_text(f"torch=={local_torch}\n")
             bare_env["PIP_CONSTRAINT"] = str(work / "bare-constraints.txt")
         if index:
             bare_env["PIP_EXTRA_INDEX_URL"] = TORCH_CPU_INDEX
@@ -225,6 +236,8 @@ def main(argv=None) -> int:
         report = check_end(end)
         (OUT / end / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"== {end}: " + ", ".join(f"{k} {v}" for k, v in sorted(report.get("versions", {}).items())))
+        if report.get("torch_at_lower_bound") is False:
+            print("  (torch: the local CPU build, not torch's lower bound: PyTorch's CPU index is unreachable here)")
         for step, r in report["steps"].items():
             print(f"  {'ok  ' if r['ok'] else 'FAIL'} {step} ({r['seconds']:.0f} s)")
             failed |= not r["ok"]
