@@ -200,7 +200,7 @@ def check_end(end: str) -> dict:
     keys = {"torch", "transformers", "tokenizers", "numpy", "scipy", "matplotlib", "gguf", "accelerate",
             "scikit-learn", "pandas", "faiss-cpu", "huggingface-hub", "safetensors", "tqdm", "platformdirs"}
     report["versions"] = {ln.split("==")[0]: ln.split("==")[1] for ln in freeze.splitlines()
-                          if "==" in ln and ln.split("==")[0].lower() in keys}
+                          if "==" in ln and ln.split("==")[0].lower().replace("_", "-") in keys}
     run([py, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"], log)
     env = test_env(work)
     tmp = work / "cwd"  # run everything from here, so that `import wmlib` finds the wheel, not the source tree
