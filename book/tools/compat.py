@@ -24,6 +24,8 @@ is tested there. Where it is not (this book's build machine: PyPI's Linux wheels
 builds, gigabytes), torch is the CPU wheel named by WMLIB_COMPAT_TORCH (`make compat` passes the
 version in .venv, a wheel on pip's find-links) at both ends: the lower end then tests every other
 lower bound exactly, with that torch, and report.json says so (``torch_at_lower_bound``).
+WMLIB_COMPAT_TORCH=pypi takes PyPI's own build of torch instead (its lower bound at the lower end):
+on Linux a CUDA build, gigabytes, which runs on the CPU; the way to test torch's bound here.
 
 The tests and chapters run with OMP_NUM_THREADS=1 unless it is set: next to other busy processes,
 torch's thread pool spin-waits and a QUICK chapter takes half an hour instead of a minute.
@@ -174,8 +176,10 @@ def check_end(end: str) -> dict:
     log = work / "log.txt"
     log.write_text(f"compat {end}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     index = _reachable(TORCH_CPU_INDEX + "/torch/")
-    local_torch = "" if index else LOCAL_TORCH  # the index has every CPU build; else the one on disk
-    report: dict = {"end": end, "steps": {}, "torch_cpu_index": index}
+    # the index has every CPU build; else the one on disk, or PyPI's own build when asked ("pypi")
+    local_torch = "" if index or LOCAL_TORCH == "pypi" else LOCAL_TORCH
+    build = "PyTorch's CPU index" if index else f"the local CPU wheel {local_torch}" if local_torch else "PyPI"
+    report: dict = {"end": end, "steps": {}, "torch_cpu_index": index, "torch_from": build}
     wheel = build_wheel(work, log)
     py = new_venv(work / "venv", log)
     constraints = work / "constraints.txt"
@@ -196,7 +200,7 @@ def check_end(end: str) -> dict:
     keys = {"torch", "transformers", "tokenizers", "numpy", "scipy", "matplotlib", "gguf", "accelerate",
             "scikit-learn", "pandas", "faiss-cpu", "huggingface-hub", "safetensors", "tqdm", "platformdirs"}
     report["versions"] = {ln.split("==")[0]: ln.split("==")[1] for ln in freeze.splitlines()
-                          if "==" in ln and ln.split("==")[0].lower() in keys}
+                          if "==" in ln and ln.split("==")[0].lower().replace("_", "-") in keys}
     run([py, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"], log)
     env = test_env(work)
     tmp = work / "cwd"  # run everything from here, so that `import wmlib` finds the wheel, not the source tree
