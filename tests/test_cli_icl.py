@@ -26,7 +26,7 @@ def test_bad_flags_exit_2_with_one_line(argv, wmlib_cli):
 
 
 TINY_ARGS = ["icl", "--n-eval", "3", "--ks", "1", "--draws", "1", "--k-random", "1", "--k-order", "1", "--orders", "1",
-        "--k-words", "1", "--word-draws", "1", "--k-template", "1", "--template-draws", "1", "--threads", "1"]
+             "--k-words", "1", "--word-draws", "1", "--k-template", "1", "--template-draws", "1", "--threads", "1"]
 
 
 def test_tiny_run_and_resume(tmp_path, capsys, tiny_model_dir):

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import json
-from pathlib import Path
 
 from wmlib.knowledge import (DISTANCE_RUN, FACTS, RELATIONS, cloze_encoding, conflict_trials, counterfactual_answers,
                              counterfactual_prompt, distance_run, distance_sample, facts, filler_pool, filler_text,
