@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
@@ -171,32 +172,56 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _proc_status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
-def _release_free_heap() -> None:
-    """Hand glibc's free heap pages back to the OS (malloc_trim), so that an allocation served
-    from them shows up as new resident memory instead of silently reusing resident pages."""
+@contextmanager
+def _quiet_stderr_fd():
+    """Silence file descriptor 2 (C-level stderr) for a moment: PyTorch's profiler (kineto) prints a
+    line on every start and stop, which would land in the notebook's output."""
+    sys.stderr.flush()
     try:
-        import ctypes
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+
+def _cpu_peak_bytes(fn, *args, **kwargs) -> int:
+    """The peak of the bytes PyTorch's CPU allocator holds for tensors made while ``fn`` runs.
+
+    PyTorch's profiler records each operator's own allocations and each free; replayed in order of
+    time, their running sum is the live bytes, and its maximum the peak. It counts tensors only (not
+    Python objects or the allocator's slack), so it does not depend on what ran before in the process.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr_fd():
+        prof.start()
+    try:
+        fn(*args, **kwargs)
+    finally:
+        with _quiet_stderr_fd():
+            prof.stop()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def peak_memory(fn, *args, device: torch.device | str = "cpu", **kwargs) -> int | None:
-    """Extra memory, in bytes, that ``fn(*args, **kwargs)`` needs at its peak.
+    """Extra memory, in bytes, that ``fn(*args, **kwargs)`` needs at its peak, its result included.
 
-    On a CUDA device: the rise of ``torch.cuda.max_memory_allocated``. On a Linux CPU: the rise of
-    the process's peak resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``), which
-    includes allocator noise of a few MiB, so measure sizes well above that. Elsewhere (macOS,
-    Windows, MPS) returns None.
+    On a CUDA device: the rise of ``torch.cuda.max_memory_allocated``. On a CPU: the peak of the
+    bytes of the tensors that ``fn`` allocates and has not yet freed, read from PyTorch's profiler
+    (deterministic: unlike the process's resident memory, it does not depend on what the allocator
+    kept from earlier work). Elsewhere (MPS) returns None.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -208,12 +233,4 @@ def peak_memory(fn, *args, device: torch.device | str = "cpu", **kwargs) -> int 
         return torch.cuda.max_memory_allocated(device) - before
     if device.type != "cpu":
         return None
-    _release_free_heap()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current resident size (Linux >= 4.0)
-        before = _proc_status_bytes("VmRSS")
-    except OSError:
-        return None
-    fn(*args, **kwargs)
-    return max(_proc_status_bytes("VmHWM") - before, 0)
+    return _cpu_peak_bytes(fn, *args, **kwargs)
