@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from wmlib import stats
+
 from wmlib.stats import (
     Estimate, bootstrap_mean, compare, differs, dprime, mcnemar, paired_difference, rate, seed_spread, wilson, yerr,
 )
@@ -113,3 +115,65 @@ def test_bad_input_is_named(call, match):
 def test_estimate_refuses_an_interval_that_misses_its_point():
     with pytest.raises(ValueError, match="does not contain"):
         Estimate(0.5, 0.6, 0.7, 10, "x")
+
+
+# ------------------------------------------------------------------ clustered items (groups)
+def _triplicate(values):
+    """Each item three times, as three filler draws of the same fact would be if draws did not matter."""
+    return [v for v in values for _ in range(3)], [i for i in range(len(values)) for _ in range(3)]
+
+
+def test_clustered_rate_does_not_count_copies_as_new_evidence():
+    outcomes = [True] * 13 + [False] * 7
+    tripled, groups = _triplicate(outcomes)
+    plain, naive = stats.rate(outcomes), stats.rate(tripled)
+    clustered = stats.rate(tripled, groups=groups)
+    assert clustered.value == plain.value
+    assert naive.high - naive.low < 0.7 * (plain.high - plain.low)  # pretends to know more
+    assert clustered.extra["n_effective"] == pytest.approx(20, rel=0.1)  # 60 outcomes, 20 facts' worth
+    assert clustered.low == pytest.approx(plain.low, abs=0.02) and clustered.high == pytest.approx(plain.high, abs=0.02)
+    # one item per cluster: Wilson's interval (up to the G/(G-1) small-sample factor)
+    single = stats.rate(outcomes, groups=range(20))
+    assert single.low == pytest.approx(plain.low, abs=0.02) and single.high == pytest.approx(plain.high, abs=0.02)
+    # a rate of 0 still has an upper bound, at the number of clusters
+    none = stats.rate([False] * 60, groups=groups)
+    assert none.value == 0 and none.high == pytest.approx(stats.wilson(0, 20).high)
+
+
+def test_clustered_mcnemar_is_mcnemar_on_the_clusters():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(24) < 0.7, rng.random(24) < 0.4
+    plain = stats.mcnemar(a, b)
+    (ta, groups), (tb, _) = _triplicate(list(a)), _triplicate(list(b))
+    naive, clustered = stats.mcnemar(ta, tb), stats.mcnemar(ta, tb, groups=groups)
+    assert naive.p_value < plain.p_value / 5  # copies make a naive test far too confident
+    assert clustered.p_value == pytest.approx(plain.p_value, rel=1e-9)  # the sign test on the clusters
+    assert clustered.difference.value == pytest.approx(plain.difference.value)
+    assert clustered.difference.extra["clusters"] == 24
+    # singletons: the cluster sign-flip test is McNemar's exact test
+    assert stats.mcnemar(a, b, groups=range(24)).p_value == pytest.approx(plain.p_value, rel=1e-9)
+
+
+def test_clustered_bootstrap_and_paired_difference():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.3, 1.0, 30)
+    tripled, groups = _triplicate(list(x))
+    plain, clustered = stats.bootstrap_mean(x, seed=3), stats.bootstrap_mean(tripled, seed=3, groups=groups)
+    assert clustered.value == pytest.approx(plain.value)
+    assert clustered.high - clustered.low == pytest.approx(plain.high - plain.low, rel=0.15)
+    assert clustered.method == "cluster bootstrap" and clustered.extra["clusters"] == 30
+    d = stats.paired_difference(tripled, [0.0] * 90, groups=groups)
+    assert d.p_value == pytest.approx(stats.paired_difference(x, [0.0] * 30).p_value, rel=0.3, abs=0.01)
+    assert stats.bootstrap_mean([1.0, 1.0, 1.0], groups=[0, 0, 1]).high == 1.0  # nothing varies
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: stats.rate([True, False], groups=[0]), "one label per item"),
+    (lambda: stats.rate([True, False], groups="ab"), "sequence of labels"),
+    (lambda: stats.rate([True, False], groups=[[0], [1]]), "hashable"),
+    (lambda: stats.bootstrap_mean([1.0, 2.0], groups=[0, 1], statistic=np.median), "mean only"),
+    (lambda: stats.mcnemar([True], [False], groups=5), "sequence of labels"),
+])
+def test_bad_groups_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

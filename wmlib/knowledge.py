@@ -412,8 +412,8 @@ def conflict_trials(model, tokenizer, fact_list: list[Fact], false_answers: list
 # its configuration is here, once, so that the chapter, the command that reproduces it and the test
 # that the recording still matches the code all read the same values.
 DISTANCE_RUN = dict(
-    model="smollm2-135m", dtype="float32", chat_template="off", seed=0, filler="babi/1-20", facts=9,
-    distances=[0, 16, 64, 256, 1024, 4096], draws=3,
+    model="smollm2-135m", dtype="float32", chat_template="off", seed=0, filler="babi/1-20", facts=40,
+    distances=[0, 16, 64, 256, 1024, 4096], draws=1,
 )
 
 

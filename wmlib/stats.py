@@ -12,6 +12,12 @@ One home for the statistics the chapters use, a thin layer over SciPy:
 - :func:`dprime`: the sensitivity d' of signal-detection theory (with the log-linear correction);
 - :func:`compare`: a verdict sentence computed from a paired interval, never typed.
 
+Items are often not independent: several draws of filler for the same fact, several questions about
+the same dialogue. ``rate``, ``bootstrap_mean``, ``paired_difference`` and ``mcnemar`` take
+``groups`` (one label per item; items with the same label form a cluster), and then resample whole
+clusters, flip the signs of whole clusters and shrink Wilson's n to the effective sample size, so
+that 20 facts x 3 draws are not counted as 60 independent trials.
+
 Every result is an :class:`Estimate` (value, low, high), which formats itself for glued prose
 (``est.text("{:.0%}")`` -> ``"62% (95% CI 55–69%)"``) and gives error bars (:func:`yerr`).
 A claim is checked at the strength the prose states with ``est.above(x)`` / ``est.below(x)``
@@ -52,6 +58,37 @@ def _as_1d(values, name: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or infinite values (first at index {int(np.argmin(np.isfinite(x)))})")
     return x
+
+
+def _clusters(groups, n: int, name: str = "groups") -> np.ndarray:
+    """One integer cluster index per item (0 .. G-1) from any hashable labels."""
+    if isinstance(groups, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of labels, one per item, got the string {groups!r}")
+    try:
+        labels = list(groups)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of labels, one per item, got {type(groups).__name__}") from None
+    if len(labels) != n:
+        raise ValueError(f"{name} must give one label per item: {len(labels)} labels for {n} items")
+    index: dict = {}
+    try:
+        return np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.int64)
+    except TypeError as err:
+        raise ValueError(f"{name} must hold hashable labels (numbers, strings, tuples): {err}") from None
+
+
+def _cluster_bootstrap(x: np.ndarray, cluster: np.ndarray, confidence: float, n_boot: int, seed: int) -> Estimate:
+    """The mean of ``x`` with a percentile interval from resampling whole clusters."""
+    sums, counts = np.bincount(cluster, weights=x), np.bincount(cluster)
+    value, n_groups = float(x.mean()), sums.size
+    if n_groups == 1 or np.all(x == x[0]):  # nothing varies between resamples
+        return Estimate(value, value, value, int(x.size), "cluster bootstrap", confidence,
+                        extra={"clusters": int(n_groups)})
+    pick = np.random.default_rng(seed).integers(0, n_groups, size=(n_boot, n_groups))
+    boot = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    lo, hi = (float(v) for v in np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2]))
+    return Estimate(value, min(lo, value), max(hi, value), int(x.size), "cluster bootstrap", confidence,
+                    extra={"clusters": int(n_groups)})
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,12 @@ class Estimate:
 
 
 # ------------------------------------------------------------------------------------- rates
+def _normal_quantile(q: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(q))
+
+
 def wilson(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
     """The rate k/n with its Wilson score interval (good for small n and rates near 0 or 1)."""
     confidence = _check_confidence(confidence)
@@ -136,24 +179,53 @@ def wilson(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
     return Estimate(k / n, float(ci.low), float(ci.high), n, "Wilson", confidence)
 
 
-def rate(outcomes: Sequence[bool], confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
-    """The fraction of true outcomes, with its Wilson interval."""
+def rate(outcomes: Sequence[bool], confidence: float = DEFAULT_CONFIDENCE, groups: Sequence | None = None) -> Estimate:
+    """The fraction of true outcomes, with its Wilson interval.
+
+    With ``groups`` (one cluster label per outcome), Wilson's interval is computed at the effective
+    sample size n / deff (Kish's design effect: the cluster-robust variance of the rate over the
+    binomial one), kept between the number of clusters and the number of outcomes; at a rate of 0
+    or 1, where the data cannot tell how alike a cluster's outcomes are, n is the number of clusters.
+    (Korn and Graubard, 1998, make the same substitution of an effective n in an exact binomial
+    interval for clustered survey data.)
+    """
     x = _as_1d([bool(o) for o in outcomes] if len(outcomes) else [], "outcomes")
-    return wilson(int(x.sum()), int(x.size), confidence)
+    if groups is None:
+        return wilson(int(x.sum()), int(x.size), confidence)
+    confidence = _check_confidence(confidence)
+    cluster = _clusters(groups, x.size)
+    sums, counts = np.bincount(cluster, weights=x), np.bincount(cluster)
+    n, n_groups, p = int(x.size), int(sums.size), float(x.mean())
+    if 0 < p < 1 and n_groups > 1:
+        robust = n_groups / (n_groups - 1) * float(np.sum((sums - p * counts) ** 2)) / n**2
+        n_eff = min(float(n), max(float(n_groups), p * (1 - p) / robust if robust > 0 else float(n)))
+    else:
+        n_eff = float(n_groups)
+    z = float(_normal_quantile(0.5 + confidence / 2))
+    centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z / (1 + z * z / n_eff) * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff**2))
+    return Estimate(p, max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p)), n,
+                    "Wilson, clustered", confidence, extra={"clusters": n_groups, "n_effective": n_eff})
 
 
 # ------------------------------------------------------------------------------------- means
 def bootstrap_mean(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE, n_boot: int = 2000,
-                   seed: int = 0, statistic: Callable[[np.ndarray], float] | None = None) -> Estimate:
+                   seed: int = 0, statistic: Callable[[np.ndarray], float] | None = None,
+                   groups: Sequence | None = None) -> Estimate:
     """The mean of ``values`` (or ``statistic``) with a percentile-bootstrap interval over the items.
 
     Deterministic given ``seed``. With a single value, or all values equal, the interval is the
-    point itself (there is no sampling variation to show).
+    point itself (there is no sampling variation to show). With ``groups`` (one cluster label per
+    value), whole clusters are resampled (the mean only).
     """
     confidence = _check_confidence(confidence)
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
         raise ValueError(f"n_boot must be an int >= 100, got {n_boot!r}")
     x = _as_1d(values, "values")
+    if groups is not None:
+        if statistic is not None:
+            raise ValueError("groups (a cluster bootstrap) works for the mean only; leave statistic unset")
+        return _cluster_bootstrap(x, _clusters(groups, x.size), confidence, n_boot, seed)
     value = float(x.mean()) if statistic is None else float(statistic(x))
     if x.size == 1 or np.all(x == x[0]):
         return Estimate(value, value, value, int(x.size), "bootstrap", confidence)
@@ -167,30 +239,58 @@ def bootstrap_mean(values: Sequence[float], confidence: float = DEFAULT_CONFIDEN
     return Estimate(value, min(lo, value), max(hi, value), int(x.size), "bootstrap", confidence)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = DEFAULT_CONFIDENCE,
-                      n_boot: int = 2000, n_perm: int = 10000, seed: int = 0) -> Estimate:
-    """mean(a - b) for two conditions measured on the same items, with a paired-bootstrap interval
-    and the two-sided p-value of a sign-flip permutation test (exact for up to 16 items).
+def _sign_flip_p(xa: np.ndarray, xb: np.ndarray, n_perm: int, seed: int) -> float:
+    """Two-sided p-value of the sign-flip permutation test of mean(xa - xb) = 0, the pairs being
+    exchangeable (exact when 2^n <= n_perm)."""
+    if np.all(xa == xb):
+        return 1.0
+    from scipy.stats import permutation_test
 
-    ``a[i]`` and ``b[i]`` must come from the same item (the same prompt, sequence or example).
+    # permuting within pairs = flipping the sign of each difference
+    res = permutation_test((xa, xb), lambda u, v, axis=-1: (u - v).mean(axis=axis), vectorized=True,
+                           permutation_type="samples", n_resamples=n_perm, rng=np.random.default_rng(seed + 1),
+                           batch=max(1, 4_000_000 // xa.size))  # bounded memory for many items
+    return float(res.pvalue)
+
+
+def _sign_flip_p_counts(t: np.ndarray) -> float:
+    """Exact two-sided p-value of the sign-flip test for integer cluster totals ``t``: the chance that
+    sum(sign_g * t_g), each sign +1 or -1 at random, is at least as far from 0 as sum(t). With every
+    total in {-1, 0, 1} this is McNemar's exact (binomial) test."""
+    observed = abs(int(t.sum()))
+    t = np.abs(t[t != 0]).astype(np.int64)
+    if t.size == 0:
+        return 1.0
+    reach = int(t.sum())
+    dist = np.zeros(2 * reach + 1)
+    dist[reach] = 1.0
+    for v in t:  # the sums reached so far never exceed `reach`, so rolling never wraps around
+        dist = 0.5 * (np.roll(dist, v) + np.roll(dist, -v))
+    return float(min(1.0, dist[np.abs(np.arange(-reach, reach + 1)) >= observed].sum()))
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = DEFAULT_CONFIDENCE,
+                      n_boot: int = 2000, n_perm: int = 10000, seed: int = 0, groups: Sequence | None = None) -> Estimate:
+    """mean(a - b) for two conditions measured on the same items, with a paired-bootstrap interval
+    and the two-sided p-value of a sign-flip permutation test (exact for up to 13 items).
+
+    ``a[i]`` and ``b[i]`` must come from the same item (the same prompt, sequence or example). With
+    ``groups`` (one cluster label per item) the bootstrap resamples whole clusters and the test flips
+    the sign of each cluster's summed difference.
     """
     xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
     if xa.shape != xb.shape:
         raise ValueError(f"a and b must be paired item by item: {xa.size} vs {xb.size} values")
     d = xa - xb
-    est = bootstrap_mean(d, confidence, n_boot, seed)
-    if np.all(d == 0):
-        p = 1.0
+    if groups is None:
+        est, p = bootstrap_mean(d, confidence, n_boot, seed), _sign_flip_p(xa, xb, n_perm, seed)
     else:
-        from scipy.stats import permutation_test
-
-        # permuting within pairs = flipping the sign of each difference; exact when 2^n <= n_perm
-        res = permutation_test((xa, xb), lambda u, v, axis=-1: (u - v).mean(axis=axis), vectorized=True,
-                               permutation_type="samples", n_resamples=n_perm, rng=np.random.default_rng(seed + 1),
-                               batch=max(1, 4_000_000 // d.size))  # bounded memory for many items
-        p = float(res.pvalue)
-    return Estimate(est.value, est.low, est.high, est.n, "paired bootstrap", est.confidence, p_value=p,
-                    extra={"mean_a": float(xa.mean()), "mean_b": float(xb.mean())})
+        cluster = _clusters(groups, d.size)
+        est = bootstrap_mean(d, confidence, n_boot, seed, groups=cluster)
+        p = _sign_flip_p(np.bincount(cluster, weights=xa), np.bincount(cluster, weights=xb), n_perm, seed)
+    return Estimate(est.value, est.low, est.high, est.n,
+                    "paired bootstrap" if groups is None else "paired cluster bootstrap", est.confidence, p_value=p,
+                    extra={"mean_a": float(xa.mean()), "mean_b": float(xb.mean()), **est.extra})
 
 
 @dataclass(frozen=True)
@@ -205,10 +305,14 @@ class McNemar:
 
 
 def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool], confidence: float = DEFAULT_CONFIDENCE,
-            seed: int = 0) -> McNemar:
+            seed: int = 0, groups: Sequence | None = None) -> McNemar:
     """Compare two right/wrong scorings of the same items: the exact (binomial) McNemar test on the
     discordant pairs, and the accuracy difference A - B with a paired-bootstrap interval that
-    carries McNemar's p-value (so :func:`compare` gives its verdict; fast for many thousands of items)."""
+    carries McNemar's p-value (so :func:`compare` gives its verdict; fast for many thousands of items).
+
+    With ``groups`` (one cluster label per item), items of a cluster are not independent: the test
+    flips the sign of each cluster's count of (A only) - (B only), which is McNemar's exact test when
+    every cluster holds one item, and the interval resamples whole clusters."""
     from scipy.stats import binomtest
 
     xa = _as_1d([bool(v) for v in a_correct] if len(a_correct) else [], "a_correct")
@@ -217,10 +321,17 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool], confidence: fl
         raise ValueError(f"a_correct and b_correct must be paired item by item: {xa.size} vs {xb.size}")
     only_a = int(np.sum((xa == 1) & (xb == 0)))
     only_b = int(np.sum((xa == 0) & (xb == 1)))
-    p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-    est = bootstrap_mean(xa - xb, confidence, seed=seed)
-    diff = Estimate(est.value, est.low, est.high, est.n, "paired bootstrap", est.confidence, p_value=p,
-                    extra={"mean_a": float(xa.mean()), "mean_b": float(xb.mean())})
+    if groups is None:
+        p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+        est = bootstrap_mean(xa - xb, confidence, seed=seed)
+        method = "paired bootstrap"
+    else:
+        cluster = _clusters(groups, xa.size)
+        p = _sign_flip_p_counts(np.rint(np.bincount(cluster, weights=xa - xb)).astype(np.int64))
+        est = bootstrap_mean(xa - xb, confidence, seed=seed, groups=cluster)
+        method = "paired cluster bootstrap"
+    diff = Estimate(est.value, est.low, est.high, est.n, method, est.confidence, p_value=p,
+                    extra={"mean_a": float(xa.mean()), "mean_b": float(xb.mean()), **est.extra})
     return McNemar(only_a, only_b, int(xa.size), p, diff)
 
 
