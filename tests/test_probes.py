@@ -553,3 +553,14 @@ def test_the_memory_systems_record_matches_the_code():
     for name, cfg in mem["configs"].items():
         assert {k: v for k, v in cfg.items() if k not in ("axes", "group")} == TASKS[name].settings(quick=False), name
         assert mem["versions"][name] == TASKS[name].version
+
+
+def test_document_curve_counts_documents_not_items():
+    """Needles at several depths of one document are one observation's worth, not several."""
+    from wmlib.probes.evaluate import document_curve, estimate
+
+    cells = [{"cell": {"length": 256, "depth": d}, "items": {"doc_id": [0, 1, 2, 3], "partial": [1.0] * 4}}
+             for d in (0.0, 0.5, 1.0)]
+    curve = document_curve({"cells": cells})
+    assert list(curve) == [256] and curve[256].n == 12 and curve[256].extra["clusters"] == 4
+    assert curve[256].low < estimate([1.0] * 12).low  # 4 documents know less than 12 independent items

@@ -32,18 +32,31 @@ from ._core import ProbeLM, roc_auc
 from .memory import PolicySpec, parse_policy, score_under_policies
 from .tasks import Task, item_prompt_ids, render_conversation, score_item
 
-__all__ = ["RULER_THRESHOLD", "Report", "evaluate", "estimate", "effective_length", "run_task"]
+__all__ = ["RULER_THRESHOLD", "Report", "evaluate", "estimate", "document_curve", "effective_length", "run_task"]
 
 RULER_THRESHOLD = 0.856  # Llama-2-7B's RULER average at 4K tokens (Hsieh et al. 2024)
 METRICS = ("exact", "partial", "chars")
 
 
-def estimate(values) -> stats.Estimate:
-    """A score's mean with its interval: Wilson when every value is 0 or 1, else a bootstrap."""
+def estimate(values, groups=None) -> stats.Estimate:
+    """A score's mean with its interval: Wilson when every value is 0 or 1, else a bootstrap.
+    With ``groups`` (one label per value), the interval counts clusters (:mod:`wmlib.stats`)."""
     values = [float(v) for v in values]
     if all(v in (0.0, 1.0) for v in values):
-        return stats.rate([v == 1.0 for v in values])
-    return stats.bootstrap_mean(values)
+        return stats.rate([v == 1.0 for v in values], groups=groups)
+    return stats.bootstrap_mean(values, groups=groups)
+
+
+def document_curve(task_result: dict, metric: str = "partial", axis: str = "length") -> dict:
+    """A task's curve over ``axis`` from the items a report stores per cell, each interval counted
+    by document: the items one haystack document carries (needles at several depths) share its
+    text, so they are not independent. Returns {axis value: Estimate}."""
+    by: dict = {}
+    for c in task_result["cells"]:
+        values, docs = by.setdefault(c["cell"][axis], ([], []))
+        values.extend(c["items"][metric])
+        docs.extend(c["items"]["doc_id"])
+    return {value: estimate(values, groups=docs) for value, (values, docs) in sorted(by.items())}
 
 
 def effective_length(curve: dict, threshold: float = RULER_THRESHOLD) -> dict:
